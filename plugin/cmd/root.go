@@ -1,0 +1,33 @@
+// Package cmd holds the kubectl selfhost commands. Each follows kubectl's
+// plugin pattern: an Options struct, then Complete, Validate and Run.
+package cmd
+
+import (
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+)
+
+// NewRootCommand returns `kubectl selfhost` and its subcommands.
+func NewRootCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	configFlags := genericclioptions.NewConfigFlags(true)
+	root := &cobra.Command{
+		Use:   "kubectl-selfhost",
+		Short: "Turn a kubeadm-style cluster into a self-hosted control plane, and prove it",
+		Long: `kubectl selfhost runs the Kubernetes control plane as ordinary workloads:
+the API server as a DaemonSet, the controller manager and scheduler as
+Deployments with PodDisruptionBudgets, and pod-checkpointer to bring the
+API server back when every copy of it is gone.`,
+		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl selfhost"},
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	configFlags.AddFlags(root.PersistentFlags())
+	root.AddCommand(
+		NewRenderCommand(streams),
+		NewBootstrapCommand(streams, configFlags),
+		NewVerifyCommand(streams, configFlags),
+		NewVersionCommand(streams, configFlags),
+	)
+	return root
+}
