@@ -22,13 +22,3 @@ func NewBootstrapCommand(_ genericiooptions.IOStreams, _ *genericclioptions.Conf
 		RunE:  func(*cobra.Command, []string) error { return errNotYet("bootstrap") },
 	}
 }
-
-// NewVerifyCommand returns `kubectl selfhost verify` (not yet implemented).
-func NewVerifyCommand(_ genericiooptions.IOStreams, _ *genericclioptions.ConfigFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:   "verify",
-		Short: "Prove a cluster's control plane is self-hosted and recovers (not implemented yet)",
-		Args:  cobra.NoArgs,
-		RunE:  func(*cobra.Command, []string) error { return errNotYet("verify") },
-	}
-}

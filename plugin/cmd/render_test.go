@@ -119,12 +119,29 @@ func TestHelpSaysKubectlSelfhost(t *testing.T) {
 	}
 }
 
-func TestPlaceholdersFailHonestly(t *testing.T) {
-	for _, c := range []string{"bootstrap", "verify"} {
-		_, err := run(t, c)
-		if err == nil || !strings.Contains(err.Error(), "not implemented yet") {
-			t.Errorf("%s: want an honest failure, got %v", c, err)
-		}
+func TestBootstrapPlaceholderFailsHonestly(t *testing.T) {
+	_, err := run(t, "bootstrap")
+	if err == nil || !strings.Contains(err.Error(), "not implemented yet") {
+		t.Errorf("want an honest failure, got %v", err)
+	}
+}
+
+func TestVerifyUnreachableClusterIsOneSentence(t *testing.T) {
+	kubeconfig := filepath.Join(t.TempDir(), "config")
+	// Port 1 on loopback: nothing listens, the dial fails at once.
+	os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o600)
+	_, err := run(t, "verify", "--kubeconfig", kubeconfig)
+	if err == nil || !strings.HasPrefix(err.Error(), "cannot verify the cluster: cannot list nodes") {
+		t.Errorf("want a clear failure, got %v", err)
+	}
+	if _, err := run(t, "verify", "-o", "yaml"); err == nil || !strings.Contains(err.Error(), "--output") {
+		t.Errorf("-o yaml: got %v", err)
 	}
 }
 

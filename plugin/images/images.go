@@ -58,3 +58,6 @@ func Upstream(kubernetesVersion, checkpointer string) Set {
 		Checkpointer:      checkpointer,
 	}
 }
+
+// ProbeImage runs verify's short-lived DNS probe pod (it needs nslookup).
+const ProbeImage = "docker.io/library/busybox:1.36"

@@ -1,0 +1,137 @@
+// Package verify proves, through the API alone, that a control plane is
+// self-hosted and ready to recover: each check reads the cluster and says
+// pass or fail, with the reason.
+package verify
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Namespace is where the control plane runs.
+const Namespace = "kube-system"
+
+// ControlPlaneLabel marks control-plane nodes, as kubeadm sets it.
+const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
+
+// Result is one line of the report.
+type Result struct {
+	Check  string `json:"check"`
+	Passed bool   `json:"passed"`
+	Detail string `json:"detail"`
+}
+
+// Report is the outcome of every check.
+type Report struct {
+	// SelfHosted is false when the control plane still runs as static pods.
+	SelfHosted bool     `json:"selfHosted"`
+	Summary    string   `json:"summary"`
+	Passed     bool     `json:"passed"`
+	Results    []Result `json:"results"`
+}
+
+// DNSProber resolves a name from inside the cluster.
+type DNSProber interface {
+	Resolve(ctx context.Context, name string) (string, error)
+}
+
+// Verifier runs the checks.
+type Verifier struct {
+	Client        kubernetes.Interface
+	DNS           DNSProber
+	ClusterDomain string
+}
+
+// cluster is what the checks read, fetched once.
+type cluster struct {
+	nodes        []corev1.Node
+	controlPlane []string // node names
+	pods         []corev1.Pod
+}
+
+// Run runs every check. An error means the cluster could not be read at all.
+func (v *Verifier) Run(ctx context.Context) (*Report, error) {
+	c, err := v.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r := &Report{}
+	add := func(res ...Result) { r.Results = append(r.Results, res...) }
+	add(checkNodes(c))
+	add(v.checkAPIServer(ctx, c))
+	for _, name := range []string{"kube-controller-manager", "kube-scheduler"} {
+		add(v.checkDeployment(ctx, c, name))
+		add(v.checkPDB(ctx, name))
+	}
+	add(v.checkCheckpointer(ctx, c)...)
+	add(v.checkFlannel(ctx, c))
+	add(v.checkDNS(ctx))
+
+	static := staticComponents(c)
+	r.SelfHosted = len(static) == 0 && r.Results[1].Passed
+	r.Passed = true
+	for _, res := range r.Results {
+		r.Passed = r.Passed && res.Passed
+	}
+	switch {
+	case len(static) > 0 && !hasWorkload(r, "kube-apiserver"):
+		r.Summary = fmt.Sprintf("This control plane is not self-hosted: %s still run as static pods. Run `kubectl selfhost bootstrap` to pivot it.", strings.Join(static, ", "))
+	case r.Passed:
+		r.Summary = fmt.Sprintf("The control plane is self-hosted and every check passed (%d checks).", len(r.Results))
+	default:
+		r.Summary = fmt.Sprintf("%d of %d checks failed.", failed(r), len(r.Results))
+	}
+	return r, nil
+}
+
+func (v *Verifier) read(ctx context.Context) (*cluster, error) {
+	nodes, err := v.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("cannot list nodes: %w", err)
+	}
+	pods, err := v.Client.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("cannot list pods in %s: %w", Namespace, err)
+	}
+	c := &cluster{nodes: nodes.Items, pods: pods.Items}
+	for _, n := range nodes.Items {
+		if _, ok := n.Labels[ControlPlaneLabel]; ok {
+			c.controlPlane = append(c.controlPlane, n.Name)
+		}
+	}
+	sort.Strings(c.controlPlane)
+	return c, nil
+}
+
+func failed(r *Report) int {
+	n := 0
+	for _, res := range r.Results {
+		if !res.Passed {
+			n++
+		}
+	}
+	return n
+}
+
+func hasWorkload(r *Report, component string) bool {
+	for _, res := range r.Results {
+		if res.Check == component && !strings.HasPrefix(res.Detail, "no ") {
+			return true
+		}
+	}
+	return false
+}
+
+func pass(check, format string, args ...any) Result {
+	return Result{Check: check, Passed: true, Detail: fmt.Sprintf(format, args...)}
+}
+
+func fail(check, format string, args ...any) Result {
+	return Result{Check: check, Detail: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,263 @@
+package verify
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
+)
+
+var controlPlane = []string{"cp1", "cp2", "cp3"}
+
+type fakeDNS struct{ err error }
+
+func (f fakeDNS) Resolve(context.Context, string) (string, error) { return "10.96.0.1", f.err }
+
+// world is a cluster as objects; tests break one thing at a time.
+type world struct {
+	objs []runtime.Object
+	dns  error
+}
+
+func node(name string, cp, isReady bool) *corev1.Node {
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{}}}
+	if cp {
+		n.Labels[ControlPlaneLabel] = ""
+	}
+	status := corev1.ConditionFalse
+	if isReady {
+		status = corev1.ConditionTrue
+	}
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status}}
+	return n
+}
+
+func pod(name, node, component string, owner *metav1.OwnerReference, annotations map[string]string) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace, Labels: map[string]string{"component": component}, Annotations: annotations},
+		Spec:       corev1.PodSpec{NodeName: node},
+		Status:     corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}},
+	}
+	if owner != nil {
+		p.OwnerReferences = []metav1.OwnerReference{*owner}
+	}
+	return p
+}
+
+func ds(ns, name string, desired, isReady int32) *appsv1.DaemonSet {
+	return &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Status:     appsv1.DaemonSetStatus{DesiredNumberScheduled: desired, NumberReady: isReady},
+	}
+}
+
+func deploy(name string, replicas, isReady int32) *appsv1.Deployment {
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace},
+		Spec:       appsv1.DeploymentSpec{Replicas: ptr.To(replicas)},
+		Status:     appsv1.DeploymentStatus{ReadyReplicas: isReady},
+	}
+}
+
+func status(t *testing.T, phase checkpoint.Phase) *corev1.ConfigMap {
+	data := map[string]string{}
+	for _, n := range controlPlane {
+		st := checkpoint.NodeStatus{Node: n, Updated: time.Now(), Checkpoints: []checkpoint.CheckpointStatus{
+			{Parent: "kube-apiserver-" + n, State: checkpoint.State{Phase: phase}},
+		}}
+		b, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[n] = string(b)
+	}
+	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: checkpoint.StatusConfigMap, Namespace: Namespace}, Data: data}
+}
+
+var mirror = map[string]string{mirrorAnnotation: "x", "kubernetes.io/config.source": "file"}
+
+// selfHosted is a healthy pivoted 3+1 cluster.
+func selfHosted(t *testing.T) *world {
+	w := &world{}
+	add := func(o ...runtime.Object) { w.objs = append(w.objs, o...) }
+	add(node("w1", false, true))
+	apiOwner := &metav1.OwnerReference{Kind: "DaemonSet", Name: "kube-apiserver"}
+	cpOwner := &metav1.OwnerReference{Kind: "DaemonSet", Name: CheckpointerDaemonSet}
+	for _, n := range controlPlane {
+		add(node(n, true, true),
+			pod("kube-apiserver-"+n, n, "kube-apiserver", apiOwner, nil),
+			pod("pod-checkpointer-"+n, n, "pod-checkpointer", cpOwner, nil),
+			pod("etcd-"+n, n, "etcd", nil, mirror))
+	}
+	add(ds(Namespace, "kube-apiserver", 3, 3), ds(Namespace, CheckpointerDaemonSet, 3, 3), ds(FlannelNamespace, FlannelDaemonSet, 4, 4),
+		deploy("kube-controller-manager", 3, 3), deploy("kube-scheduler", 3, 3),
+		&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "kube-controller-manager", Namespace: Namespace}},
+		&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "kube-scheduler", Namespace: Namespace}},
+		status(t, checkpoint.PhaseInactive))
+	return w
+}
+
+// kubeadm is the same cluster before the pivot.
+func kubeadm() *world {
+	w := &world{}
+	w.objs = append(w.objs, node("w1", false, true))
+	for _, n := range controlPlane {
+		w.objs = append(w.objs, node(n, true, true))
+		for _, c := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+			w.objs = append(w.objs, pod(c+"-"+n, n, c, nil, mirror))
+		}
+	}
+	return w
+}
+
+func (w *world) run(t *testing.T) *Report {
+	t.Helper()
+	v := &Verifier{Client: fake.NewClientset(w.objs...), DNS: fakeDNS{w.dns}, ClusterDomain: "cluster.local"}
+	r, err := v.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (w *world) replace(match func(runtime.Object) bool, with ...runtime.Object) *world {
+	var out []runtime.Object
+	for _, o := range w.objs {
+		if !match(o) {
+			out = append(out, o)
+		}
+	}
+	w.objs = append(out, with...)
+	return w
+}
+
+func named(name string) func(runtime.Object) bool {
+	return func(o runtime.Object) bool { return o.(metav1.Object).GetName() == name }
+}
+
+func result(r *Report, check string) Result {
+	for _, res := range r.Results {
+		if res.Check == check {
+			return res
+		}
+	}
+	return Result{Check: check, Detail: "missing"}
+}
+
+func TestSelfHostedClusterPasses(t *testing.T) {
+	r := selfHosted(t).run(t)
+	for _, res := range r.Results {
+		if !res.Passed {
+			t.Errorf("%s failed: %s", res.Check, res.Detail)
+		}
+	}
+	if !r.Passed || !r.SelfHosted || len(r.Results) != 10 {
+		t.Errorf("passed=%v selfHosted=%v checks=%d: %s", r.Passed, r.SelfHosted, len(r.Results), r.Summary)
+	}
+}
+
+func TestKubeadmClusterIsPlainlyNotSelfHosted(t *testing.T) {
+	r := kubeadm().run(t)
+	if r.Passed || r.SelfHosted {
+		t.Fatal("a static-pod control plane passed verify")
+	}
+	want := "not self-hosted: kube-apiserver, kube-controller-manager, kube-scheduler still run as static pods"
+	if !strings.Contains(r.Summary, want) {
+		t.Errorf("summary %q does not say %q", r.Summary, want)
+	}
+	if !result(r, "nodes").Passed {
+		t.Error("the nodes are Ready, yet the nodes check failed")
+	}
+}
+
+// Each broken thing fails its own check, with a reason, and nothing else.
+func TestEachFaultFailsItsCheck(t *testing.T) {
+	cases := []struct {
+		name, check, detail string
+		breakIt             func(*world)
+	}{
+		{"static manifest left", "kube-apiserver", "static manifest still present on cp2", func(w *world) {
+			w.objs = append(w.objs, pod("kube-apiserver-static-cp2", "cp2", "kube-apiserver", nil, mirror))
+		}},
+		{"apiserver not ready", "kube-apiserver", "DaemonSet 2 of 3 ready", func(w *world) {
+			w.replace(named("kube-apiserver"), ds(Namespace, "kube-apiserver", 3, 2))
+		}},
+		{"two apiservers on a node", "kube-apiserver", "cp3 has 0", func(w *world) {
+			w.replace(named("kube-apiserver-cp3"), pod("kube-apiserver-cp3", "cp1", "kube-apiserver", &metav1.OwnerReference{Kind: "DaemonSet", Name: "kube-apiserver"}, nil))
+		}},
+		{"scheduler short", "kube-scheduler", "Deployment 2 of 3 ready", func(w *world) {
+			w.replace(named("kube-scheduler"), deploy("kube-scheduler", 3, 2), &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "kube-scheduler", Namespace: Namespace}})
+		}},
+		{"no PDB", "kube-controller-manager PDB", "no PodDisruptionBudget", func(w *world) {
+			w.replace(func(o runtime.Object) bool {
+				_, isPDB := o.(*policyv1.PodDisruptionBudget)
+				return isPDB && named("kube-controller-manager")(o)
+			})
+		}},
+		{"checkpointer down on a node", "pod-checkpointer", "not Ready on cp2", func(w *world) {
+			w.replace(named("pod-checkpointer-cp2"))
+		}},
+		{"checkpoint active", "apiserver checkpoints", `no inactive checkpoint of "kube-apiserver-cp1"`, func(w *world) {
+			w.replace(named(checkpoint.StatusConfigMap), status(t, checkpoint.PhaseActive))
+		}},
+		{"no checkpointer status", "apiserver checkpoints", "not installed", func(w *world) {
+			w.replace(named(checkpoint.StatusConfigMap))
+		}},
+		{"node not ready", "nodes", "not Ready: w1", func(w *world) {
+			w.replace(named("w1"), node("w1", false, false))
+		}},
+		{"flannel short", "flannel", "3 of 4 nodes", func(w *world) {
+			w.replace(named(FlannelDaemonSet), ds(FlannelNamespace, FlannelDaemonSet, 4, 3))
+		}},
+		{"dns", "dns", "did not resolve from a probe pod: NXDOMAIN", func(w *world) {
+			w.dns = errors.New("NXDOMAIN")
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := selfHosted(t)
+			tc.breakIt(w)
+			r := w.run(t)
+			if r.Passed {
+				t.Fatal("verify passed a broken cluster")
+			}
+			got := result(r, tc.check)
+			if got.Passed || !strings.Contains(got.Detail, tc.detail) {
+				t.Errorf("%s: passed=%v detail %q, want failure containing %q", tc.check, got.Passed, got.Detail, tc.detail)
+			}
+			for _, res := range r.Results {
+				if !res.Passed && res.Check != tc.check && !(tc.check == "kube-apiserver" && res.Check == "apiserver checkpoints") {
+					t.Errorf("unrelated check %s failed too: %s", res.Check, res.Detail)
+				}
+			}
+			if want := fmt.Sprintf("of %d checks failed", len(r.Results)); !strings.Contains(r.Summary, want) {
+				t.Errorf("summary %q", r.Summary)
+			}
+		})
+	}
+}
+
+func TestParseNslookup(t *testing.T) {
+	// busybox 1.36's output.
+	out := "Server:\t\t10.96.0.10\nAddress:\t10.96.0.10:53\n\n\nName:\tkubernetes.default.svc.cluster.local\nAddress: 10.96.0.1\n\n"
+	got, err := parseNslookup(out, "kubernetes.default.svc.cluster.local")
+	if err != nil || got != "10.96.0.1" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	if _, err := parseNslookup("Server: 10.96.0.10\nAddress: 10.96.0.10:53\n** server can't find x: NXDOMAIN\n", "x"); err == nil {
+		t.Error("an NXDOMAIN answer parsed as an address")
+	}
+}
