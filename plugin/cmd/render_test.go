@@ -119,13 +119,6 @@ func TestHelpSaysKubectlSelfhost(t *testing.T) {
 	}
 }
 
-func TestBootstrapPlaceholderFailsHonestly(t *testing.T) {
-	_, err := run(t, "bootstrap")
-	if err == nil || !strings.Contains(err.Error(), "not implemented yet") {
-		t.Errorf("want an honest failure, got %v", err)
-	}
-}
-
 func TestVerifyUnreachableClusterIsOneSentence(t *testing.T) {
 	kubeconfig := filepath.Join(t.TempDir(), "config")
 	// Port 1 on loopback: nothing listens, the dial fails at once.

@@ -16,6 +16,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -250,6 +252,7 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 			continue
 		}
 		for _, obj := range decodeAll(t, name, asset.Data) {
+			checkSelector(t, name, obj)
 			spec := podSpec(obj)
 			if spec == nil {
 				checkRBAC(t, name, obj)
@@ -278,6 +281,25 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 	}
 	if len(pods) < 10 {
 		t.Errorf("only %d pod specs rendered", len(pods))
+	}
+}
+
+// checkSelector does what the API server's validation does: a workload's
+// selector must match its own pod template.
+func checkSelector(t *testing.T, name string, obj runtime.Object) {
+	var sel *metav1.LabelSelector
+	var podLabels map[string]string
+	switch o := obj.(type) {
+	case *appsv1.DaemonSet:
+		sel, podLabels = o.Spec.Selector, o.Spec.Template.Labels
+	case *appsv1.Deployment:
+		sel, podLabels = o.Spec.Selector, o.Spec.Template.Labels
+	default:
+		return
+	}
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil || s.Empty() || !s.Matches(labels.Set(podLabels)) {
+		t.Errorf("%s: selector %v does not select its own pods %v", name, sel, podLabels)
 	}
 }
 

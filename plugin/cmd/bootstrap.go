@@ -1,0 +1,127 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/images"
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/pivot"
+)
+
+// BootstrapOptions are the inputs of `kubectl selfhost bootstrap`.
+type BootstrapOptions struct {
+	genericiooptions.IOStreams
+	configFlags *genericclioptions.ConfigFlags
+	Pivot       pivot.Options
+	DryRun      bool
+
+	client  kubernetes.Interface
+	dynamic dynamic.Interface
+}
+
+// NewBootstrapCommand returns `kubectl selfhost bootstrap`.
+func NewBootstrapCommand(streams genericiooptions.IOStreams, configFlags *genericclioptions.ConfigFlags) *cobra.Command {
+	o := &BootstrapOptions{IOStreams: streams, configFlags: configFlags}
+	cmd := &cobra.Command{
+		Use:   "bootstrap",
+		Short: "Pivot a live cluster's static-pod control plane to self-hosted workloads",
+		Long: `Bootstrap pivots a kubeadm-shaped cluster to a self-hosted control plane, in
+place, through the API:
+  1. pod-checkpointer, Ready on every control-plane node;
+  2. kube-apiserver as a DaemonSet built from the static pod's own spec,
+     Ready and checkpointed on every node; then the static manifests are moved
+     to /etc/kubernetes/selfhost-backup/, one node at a time;
+  3. kube-controller-manager and kube-scheduler as Deployments with
+     PodDisruptionBudgets, the same way;
+  4. kube-proxy and CoreDNS adopted, flannel (when no CNI runs), metrics-server.
+etcd stays a static pod. Preflight checks run before anything changes. Every
+step knows whether it is already done: rerunning is safe and resumes an
+interrupted run.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			if err := o.Complete(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan, run the preflight checks, change nothing")
+	f.DurationVar(&o.Pivot.StepTimeout, "timeout", 5*time.Minute, "how long each step may take")
+	f.StringVar(&o.Pivot.CheckpointerImage, "checkpointer-image", images.DefaultCheckpointer, "pod-checkpointer image")
+	f.StringVar(&o.Pivot.ToolsImage, "tools-image", images.ProbeImage, "image of the short-lived node agents (needs sh, cp and mv)")
+	f.StringVar(&o.Pivot.AppsNamespace, "apps-namespace", "", "also create this namespace for the cluster's own apps")
+	f.BoolVar(&o.Pivot.MetricsKubeletInsecureTLS, "metrics-kubelet-insecure-tls", false, "let metrics-server accept self-signed kubelet certificates (kind's are)")
+	return cmd
+}
+
+// Validate rejects bad flags before contacting the cluster.
+func (o *BootstrapOptions) Validate() error {
+	if o.Pivot.StepTimeout <= 0 {
+		return fmt.Errorf("--timeout must be positive")
+	}
+	return nil
+}
+
+// Complete builds the clients from kubectl's flags.
+func (o *BootstrapOptions) Complete() error {
+	cfg, err := o.configFlags.ToRESTConfig()
+	if err != nil {
+		return fmt.Errorf("cannot load a kubeconfig: %w", err)
+	}
+	if o.client, err = kubernetes.NewForConfig(cfg); err != nil {
+		return err
+	}
+	o.dynamic, err = dynamic.NewForConfig(cfg)
+	return err
+}
+
+// Run checks, then pivots (or prints the plan).
+func (o *BootstrapOptions) Run(ctx context.Context) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	start := time.Now()
+	status := pivot.NewStatus(o.Out, isTerminal(o.Out))
+	cluster, err := pivot.Discover(ctx, o.client)
+	if err != nil {
+		return err
+	}
+	check := status.Start("Running preflight checks")
+	if err := pivot.Preflight(ctx, o.client, cluster); err != nil {
+		check.End(err)
+		return fmt.Errorf("preflight: %w; nothing was changed", err)
+	}
+	check.End(nil)
+	pc := &pivot.Context{Client: o.client, Dynamic: o.dynamic, Status: status, Options: o.Pivot, Cluster: cluster}
+	actions := pivot.Actions(cluster)
+	if o.DryRun {
+		fmt.Fprintf(o.Out, "Plan for %d control-plane nodes (%s), nothing will be changed:\n", len(cluster.ControlPlane), cluster.Endpoint.Host)
+		return pivot.Plan(ctx, pc, actions)
+	}
+	if err := pivot.Run(ctx, pc, actions); err != nil {
+		return fmt.Errorf("%w; run bootstrap again to resume", err)
+	}
+	fmt.Fprintf(o.Out, "The control plane is self-hosted (%s). Check it with: kubectl selfhost verify\n", time.Since(start).Round(time.Second))
+	return nil
+}
+
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,106 @@
+package pivot
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/dynamic"
+	"sigs.k8s.io/yaml"
+)
+
+// FieldManager owns every field this tool applies.
+const FieldManager = "kubectl-selfhost"
+
+// decodeManifest splits multi-document YAML into objects.
+func decodeManifest(data []byte) ([]*unstructured.Unstructured, error) {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	var out []*unstructured.Unstructured
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		obj := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal(doc, &obj.Object); err != nil {
+			return nil, err
+		}
+		if len(obj.Object) > 0 {
+			out = append(out, obj)
+		}
+	}
+}
+
+func resourceFor(d dynamic.Interface, obj *unstructured.Unstructured) dynamic.ResourceInterface {
+	gvr, _ := meta.UnsafeGuessKindToResource(obj.GroupVersionKind())
+	if ns := obj.GetNamespace(); ns != "" {
+		return d.Resource(gvr).Namespace(ns)
+	}
+	return d.Resource(gvr)
+}
+
+// applyManifest server-side applies every object of a YAML manifest.
+func applyManifest(ctx context.Context, d dynamic.Interface, data []byte) error {
+	objs, err := decodeManifest(data)
+	if err != nil {
+		return err
+	}
+	return apply(ctx, d, objs...)
+}
+
+// applyTyped server-side applies a typed object (its TypeMeta must be set).
+func applyTyped(ctx context.Context, d dynamic.Interface, obj runtime.Object) error {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return err
+	}
+	u := &unstructured.Unstructured{Object: m}
+	unstructured.RemoveNestedField(u.Object, "status")
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	return apply(ctx, d, u)
+}
+
+// apply server-side applies objects. Force takes ownership of fields another
+// manager set, which is how kubeadm's objects are adopted.
+func apply(ctx context.Context, d dynamic.Interface, objs ...*unstructured.Unstructured) error {
+	for _, obj := range objs {
+		_, err := resourceFor(d, obj).Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+		if err != nil {
+			return fmt.Errorf("cannot apply %s %s: %w", obj.GetKind(), obj.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// appliedByUs reports whether every object exists with fields we applied.
+func appliedByUs(ctx context.Context, d dynamic.Interface, data []byte) (bool, error) {
+	objs, err := decodeManifest(data)
+	if err != nil {
+		return false, err
+	}
+	for _, obj := range objs {
+		live, err := resourceFor(d, obj).Get(ctx, obj.GetName(), metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		ours := false
+		for _, mf := range live.GetManagedFields() {
+			ours = ours || (mf.Manager == FieldManager && mf.Operation == metav1.ManagedFieldsOperationApply)
+		}
+		if !ours {
+			return false, nil
+		}
+	}
+	return true, nil
+}

@@ -1,0 +1,180 @@
+package pivot
+
+import (
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+)
+
+// CheckpointAnnotation asks pod-checkpointer to keep a copy of the pod on its node.
+const CheckpointAnnotation = "checkpointer.selfhost.dev/checkpoint"
+
+// securePort is each component's HTTPS port, which kubeadm probes by the name "probe-port".
+var securePort = map[string]int32{
+	"kube-apiserver":          6443,
+	"kube-controller-manager": 10257,
+	"kube-scheduler":          10259,
+}
+
+// PortSharingFlag lets two processes bind the same port on one node, so a
+// new pod comes up beside the one it replaces with no gap.
+const PortSharingFlag = "--permit-port-sharing=true"
+
+// SelectorLabels select a self-hosted component's pods. k8s-app never
+// appears on kubeadm's static pods, so the workloads cannot claim them.
+func SelectorLabels(component string) map[string]string {
+	return map[string]string{"k8s-app": component}
+}
+
+// SelfHostedTemplate turns a kubeadm static pod into the pod template of its
+// self-hosted workload:
+//   - the same containers, flags, images and hostPath volumes (kubeadm's
+//     /etc/kubernetes/pki layout, present on every control-plane node);
+//   - node-specific values from the downward API (the API server's
+//     --advertise-address becomes $(HOST_IP));
+//   - --permit-port-sharing, and no declared ports, so the pod starts beside
+//     the static pod and its own checkpoint;
+//   - probes on the numeric port, pinned to control-plane nodes;
+//   - for the API server, the checkpoint annotation.
+func SelfHostedTemplate(component string, static *corev1.Pod) (corev1.PodTemplateSpec, error) {
+	port, ok := securePort[component]
+	if !ok {
+		return corev1.PodTemplateSpec{}, fmt.Errorf("unknown component %q", component)
+	}
+	if len(static.Spec.Containers) != 1 {
+		return corev1.PodTemplateSpec{}, fmt.Errorf("static pod %s has %d containers; kubeadm's has one", static.Name, len(static.Spec.Containers))
+	}
+	spec := static.Spec.DeepCopy()
+	spec.NodeName = ""
+	spec.Priority = nil // the priority class sets it; a copied value fails admission on a mismatch
+	spec.PreemptionPolicy = nil
+	spec.ServiceAccountName = ""
+	spec.DeprecatedServiceAccount = ""
+	spec.AutomountServiceAccountToken = ptr.To(false) // it authenticates with kubeadm's files, not a token
+	spec.EnableServiceLinks = ptr.To(false)
+	spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
+	spec.NodeSelector = map[string]string{ControlPlaneLabel: ""}
+	spec.Tolerations = []corev1.Toleration{
+		{Key: ControlPlaneLabel, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
+		{Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute},
+	}
+	c := &spec.Containers[0]
+	prepareContainer(component, c, port)
+	if component == "kube-apiserver" {
+		c.Command = replaceFlag(c.Command, "--advertise-address", "$(HOST_IP)")
+		c.Env = append(withoutEnv(c.Env, "HOST_IP"), corev1.EnvVar{
+			Name:      "HOST_IP",
+			ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIP"}},
+		})
+		// With host networking the pod IP is the node IP, where the server listens.
+		for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
+			if p != nil && p.HTTPGet != nil {
+				p.HTTPGet.Host = ""
+			}
+		}
+	}
+	labels := map[string]string{"tier": "control-plane", "component": component, "app.kubernetes.io/managed-by": FieldManager}
+	for k, v := range SelectorLabels(component) {
+		labels[k] = v
+	}
+	t := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: *spec}
+	if component == "kube-apiserver" {
+		t.Annotations = map[string]string{CheckpointAnnotation: "true"}
+	}
+	return t, nil
+}
+
+// PortSharingStatic returns kubeadm's static pod, rewritten to share its
+// port: the flag added, ports dropped, probes on the numeric port. It is
+// written back to /etc/kubernetes/manifests before the workload starts.
+func PortSharingStatic(component string, mirror *corev1.Pod) (*corev1.Pod, error) {
+	port, ok := securePort[component]
+	if !ok {
+		return nil, fmt.Errorf("unknown component %q", component)
+	}
+	p := &corev1.Pod{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        component,
+			Namespace:   Namespace,
+			Labels:      mirror.Labels,
+			Annotations: map[string]string{},
+		},
+		Spec: *mirror.Spec.DeepCopy(),
+	}
+	for k, v := range mirror.Annotations {
+		if !strings.HasPrefix(k, "kubernetes.io/config.") { // the kubelet's own bookkeeping
+			p.Annotations[k] = v
+		}
+	}
+	p.Spec.NodeName = ""
+	p.Spec.Priority = nil
+	for i := range p.Spec.Containers {
+		prepareContainer(component, &p.Spec.Containers[i], port)
+	}
+	return p, nil
+}
+
+// SharesPort reports whether a static pod already runs with port sharing.
+func SharesPort(p *corev1.Pod) bool {
+	for _, c := range p.Spec.Containers {
+		if hasFlag(c.Command, "--permit-port-sharing") && len(c.Ports) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func prepareContainer(component string, c *corev1.Container, port int32) {
+	c.Ports = nil
+	c.ImagePullPolicy = corev1.PullIfNotPresent
+	c.Command = replaceFlag(c.Command, "--permit-port-sharing", "true")
+	for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
+		if p != nil && p.HTTPGet != nil && p.HTTPGet.Port.Type == intstr.String {
+			p.HTTPGet.Port = intstr.FromInt32(port)
+		}
+	}
+}
+
+// replaceFlag sets --name=value, replacing any existing value, or appends it.
+func replaceFlag(cmd []string, name, value string) []string {
+	out := make([]string, 0, len(cmd)+1)
+	found := false
+	for _, arg := range cmd {
+		if arg == name || strings.HasPrefix(arg, name+"=") {
+			if !found {
+				out = append(out, name+"="+value)
+			}
+			found = true
+			continue
+		}
+		out = append(out, arg)
+	}
+	if !found {
+		out = append(out, name+"="+value)
+	}
+	return out
+}
+
+func hasFlag(cmd []string, name string) bool {
+	for _, arg := range cmd {
+		if arg == name || arg == name+"=true" {
+			return true
+		}
+	}
+	return false
+}
+
+func withoutEnv(env []corev1.EnvVar, name string) []corev1.EnvVar {
+	var out []corev1.EnvVar
+	for _, e := range env {
+		if e.Name != name {
+			out = append(out, e)
+		}
+	}
+	return out
+}

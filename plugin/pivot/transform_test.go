@@ -1,0 +1,135 @@
+package pivot
+
+import (
+	"os"
+	"slices"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
+)
+
+func loadMirror(t *testing.T) *corev1.Pod {
+	t.Helper()
+	data, err := os.ReadFile("testdata/kube-apiserver-mirror.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p corev1.Pod
+	if err := yaml.UnmarshalStrict(data, &p); err != nil {
+		t.Fatal(err)
+	}
+	return &p
+}
+
+func TestSelfHostedAPIServerTemplate(t *testing.T) {
+	mirror := loadMirror(t)
+	tmpl, err := SelfHostedTemplate("kube-apiserver", mirror)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := tmpl.Spec
+	c := s.Containers[0]
+	if s.NodeName != "" || s.Priority != nil {
+		t.Errorf("node-specific fields kept: nodeName=%q priority=%v", s.NodeName, s.Priority)
+	}
+	if !slices.Contains(c.Command, "--advertise-address=$(HOST_IP)") || slices.Contains(c.Command, "--advertise-address=172.18.0.4") {
+		t.Errorf("advertise address not taken from the downward API: %v", c.Command)
+	}
+	if !slices.Contains(c.Command, PortSharingFlag) {
+		t.Error("no --permit-port-sharing: the pod could not bind beside the static one")
+	}
+	if len(c.Ports) != 0 {
+		t.Error("declared ports make the kubelet refuse the pod beside the static one")
+	}
+	env := c.Env[len(c.Env)-1]
+	if env.Name != "HOST_IP" || env.ValueFrom.FieldRef.FieldPath != "status.hostIP" {
+		t.Errorf("HOST_IP env: %+v", env)
+	}
+	for name, p := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe, "startup": c.StartupProbe} {
+		if p.HTTPGet.Host != "" {
+			t.Errorf("%s probe still pinned to one node's IP %s", name, p.HTTPGet.Host)
+		}
+		if p.HTTPGet.Port != intstr.FromInt32(6443) {
+			t.Errorf("%s probe port %v, want 6443", name, p.HTTPGet.Port)
+		}
+	}
+	if tmpl.Annotations[CheckpointAnnotation] != "true" {
+		t.Error("the API server is not marked for checkpointing")
+	}
+	if tmpl.Labels["k8s-app"] != "kube-apiserver" || s.NodeSelector[ControlPlaneLabel] != "" || !s.HostNetwork {
+		t.Errorf("labels %v, nodeSelector %v, hostNetwork %v", tmpl.Labels, s.NodeSelector, s.HostNetwork)
+	}
+	if *s.AutomountServiceAccountToken {
+		t.Error("a service-account token would be mounted; the checkpoint would have to drop it")
+	}
+	if len(s.Volumes) != 2 || s.Volumes[1].HostPath.Path != "/etc/kubernetes/pki" {
+		t.Errorf("kubeadm's hostPath certificates not kept: %+v", s.Volumes)
+	}
+	// The mirror pod itself is untouched.
+	if mirror.Spec.NodeName == "" || len(mirror.Spec.Containers[0].Ports) != 1 {
+		t.Error("SelfHostedTemplate modified its input")
+	}
+}
+
+func TestPortSharingStatic(t *testing.T) {
+	mirror := loadMirror(t)
+	if SharesPort(mirror) {
+		t.Fatal("kubeadm's pod reported as already sharing its port")
+	}
+	p, err := PortSharingStatic("kube-apiserver", mirror)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !SharesPort(p) {
+		t.Error("rewritten static pod does not share its port")
+	}
+	if p.Name != "kube-apiserver" || p.Spec.NodeName != "" || p.Spec.Priority != nil {
+		t.Errorf("name %q nodeName %q priority %v", p.Name, p.Spec.NodeName, p.Spec.Priority)
+	}
+	for k := range p.Annotations {
+		if k == "kubernetes.io/config.mirror" || k == "kubernetes.io/config.hash" {
+			t.Errorf("kubelet bookkeeping %s copied into the manifest", k)
+		}
+	}
+	// The static pod keeps its node-pinned probe host and advertise address.
+	c := p.Spec.Containers[0]
+	if c.LivenessProbe.HTTPGet.Host != "172.18.0.4" || !slices.Contains(c.Command, "--advertise-address=172.18.0.4") {
+		t.Error("the static pod lost its own node's address")
+	}
+	// Applying it twice changes nothing.
+	again, _ := PortSharingStatic("kube-apiserver", &corev1.Pod{ObjectMeta: p.ObjectMeta, Spec: p.Spec})
+	if !slices.Equal(again.Spec.Containers[0].Command, c.Command) {
+		t.Errorf("not idempotent:\n%v\n%v", c.Command, again.Spec.Containers[0].Command)
+	}
+}
+
+func TestControllerManagerKeepsLoopbackProbe(t *testing.T) {
+	mirror := loadMirror(t)
+	mirror.Spec.Containers[0].LivenessProbe.HTTPGet.Host = "127.0.0.1"
+	tmpl, err := SelfHostedTemplate("kube-controller-manager", mirror)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tmpl.Spec.Containers[0]
+	if c.LivenessProbe.HTTPGet.Host != "127.0.0.1" || c.LivenessProbe.HTTPGet.Port != intstr.FromInt32(10257) {
+		t.Errorf("probe %s:%v, want 127.0.0.1:10257", c.LivenessProbe.HTTPGet.Host, c.LivenessProbe.HTTPGet.Port)
+	}
+	if _, ok := tmpl.Annotations[CheckpointAnnotation]; ok {
+		t.Error("only the API server is checkpointed")
+	}
+	if _, err := SelfHostedTemplate("etcd", mirror); err == nil {
+		t.Error("etcd stays static; it must be refused")
+	}
+}
+
+func TestReplaceFlag(t *testing.T) {
+	got := replaceFlag([]string{"x", "--a=1", "--b", "--a=2"}, "--a", "3")
+	if !slices.Equal(got, []string{"x", "--a=3", "--b"}) {
+		t.Errorf("got %v", got)
+	}
+	if got := replaceFlag([]string{"x"}, "--a", "1"); !slices.Equal(got, []string{"x", "--a=1"}) {
+		t.Errorf("append: got %v", got)
+	}
+}
