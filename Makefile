@@ -17,7 +17,7 @@ build: ## build bin/kubectl-selfhost and bin/pod-checkpointer
 	@if [ -f cmd/pod-checkpointer/main.go ]; then $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/pod-checkpointer ./cmd/pod-checkpointer; fi
 
 unit: ## fast tests, no Docker
-	$(GO) test -race -count=1 ./cmd/... ./plugin/... ./manifests/...
+	$(GO) test -race -count=1 ./cmd/... ./plugin/... ./manifests/... ./e2e/images/envoy/...
 
 test: unit ## everything CI runs: unit tests now, the e2e suite once it lands
 
@@ -97,3 +97,10 @@ $(KREW_TOOLS)/kubectl: krew/tools/kubectl/go.mod krew/tools/kubectl/go.sum krew/
 
 krew-check: dist krew-manifest $(KREW_TOOLS)/kubectl-krew $(KREW_TOOLS)/validate-krew-manifest $(KREW_TOOLS)/kubectl ## CI: dist, manifest, validate-krew-manifest, krew install/uninstall test
 	krew/install-test.sh krew/selfhost.yaml dist/kubectl-selfhost_$(VERSION)_linux_amd64.tar.gz $(KREW_TOOLS)
+
+# The tag follows images.CheckpointerVersion, so the image is the one a plain render deploys.
+CHECKPOINTER_IMAGE ?= ghcr.io/kubectl-selfhost/pod-checkpointer:$(shell sed -n 's/^[[:space:]]*CheckpointerVersion = "\(.*\)"/\1/p' plugin/images/images.go)
+.PHONY: image
+image: ## build bin/pod-checkpointer and its FROM-scratch image
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/pod-checkpointer ./cmd/pod-checkpointer
+	docker build -f cmd/pod-checkpointer/Dockerfile -t $(CHECKPOINTER_IMAGE) bin

@@ -19,7 +19,8 @@ import (
 
 // Actions is the whole pivot, in order.
 func Actions(c *Cluster) []Action {
-	actions := []Action{&installCheckpointer{}}
+	// A pod network first: without one the nodes are NotReady.
+	actions := []Action{&installCNI{}, &installCheckpointer{}}
 	for _, comp := range Components {
 		for _, n := range c.ControlPlane {
 			actions = append(actions, &shareStaticPort{component: comp, node: n})
@@ -242,66 +243,84 @@ func (a *removeStatic) Execute(ctx context.Context, c *Context) error {
 	return waitAPIHealthy(ctx, c)
 }
 
-// installAddons adopts kube-proxy and CoreDNS from kubeadm and installs
-// flannel (when no other CNI runs), metrics-server and the apps namespace.
+// installCNI applies flannel unless another CNI already runs, and waits
+// until it runs on every node.
+type installCNI struct{}
+
+func (*installCNI) Name() string { return "Installing the pod network (flannel)" }
+
+func (*installCNI) Done(ctx context.Context, c *Context) (bool, error) {
+	want, err := wantFlannel(ctx, c)
+	if err != nil || !want {
+		return !want, err
+	}
+	return addonsApplied(ctx, c, "kube-flannel.yaml")
+}
+
+func (*installCNI) Execute(ctx context.Context, c *Context) error {
+	if err := applyAddons(ctx, c, "kube-flannel.yaml"); err != nil {
+		return err
+	}
+	return waitDaemonSet(ctx, c, "kube-flannel", "kube-flannel-ds", nodeCount(ctx, c))
+}
+
+// installAddons adopts kube-proxy and CoreDNS from kubeadm, and installs
+// metrics-server and the apps namespace.
 type installAddons struct{}
 
 func (*installAddons) Name() string { return "Installing add-ons" }
 
-func (a *installAddons) manifests(ctx context.Context, c *Context) ([][]byte, error) {
+func (*installAddons) names(c *Context) []string {
 	names := []string{"kube-proxy.yaml", "coredns.yaml", "metrics-server.yaml"}
-	if flannel, err := wantFlannel(ctx, c); err != nil {
-		return nil, err
-	} else if flannel {
-		names = append(names, "kube-flannel.yaml")
-	}
 	if c.Options.AppsNamespace != "" {
 		names = append(names, "namespace.yaml")
 	}
-	var out [][]byte
-	for _, n := range names {
-		data, err := render.RenderTemplate(n, values(c))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, data)
-	}
-	return out, nil
+	return names
 }
 
 func (a *installAddons) Done(ctx context.Context, c *Context) (bool, error) {
-	ms, err := a.manifests(ctx, c)
-	if err != nil {
-		return false, err
+	return addonsApplied(ctx, c, a.names(c)...)
+}
+
+func (a *installAddons) Execute(ctx context.Context, c *Context) error {
+	if err := applyAddons(ctx, c, a.names(c)...); err != nil {
+		return err
 	}
-	for _, m := range ms {
-		if ok, err := appliedByUs(ctx, c.Dynamic, m); !ok || err != nil {
+	return waitDaemonSet(ctx, c, Namespace, "kube-proxy", nodeCount(ctx, c))
+}
+
+func applyAddons(ctx context.Context, c *Context, templates ...string) error {
+	for _, t := range templates {
+		data, err := render.RenderTemplate(t, values(c))
+		if err != nil {
+			return err
+		}
+		if err := applyManifest(ctx, c.Dynamic, data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func addonsApplied(ctx context.Context, c *Context, templates ...string) (bool, error) {
+	for _, t := range templates {
+		data, err := render.RenderTemplate(t, values(c))
+		if err != nil {
+			return false, err
+		}
+		if ok, err := appliedByUs(ctx, c.Dynamic, data); !ok || err != nil {
 			return false, err
 		}
 	}
 	return true, nil
 }
 
-func (a *installAddons) Execute(ctx context.Context, c *Context) error {
-	ms, err := a.manifests(ctx, c)
+func nodeCount(ctx context.Context, c *Context) int {
+	nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return err
+		return 0
 	}
-	for _, m := range ms {
-		if err := applyManifest(ctx, c.Dynamic, m); err != nil {
-			return err
-		}
-	}
-	for _, w := range []struct{ ns, name string }{{Namespace, "kube-proxy"}} {
-		nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return err
-		}
-		if err := waitDaemonSet(ctx, c, w.ns, w.name, len(nodes.Items)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return len(nodes.Items)
 }
 
 // wantFlannel: install flannel unless every node is Ready without it,

@@ -12,6 +12,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
 // Namespace is where kubeadm and we run the control plane.
@@ -112,7 +114,7 @@ func mirrorPods(ctx context.Context, client kubernetes.Interface) (map[string]ma
 	out := map[string]map[string]*corev1.Pod{}
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		if !IsStatic(p) {
+		if !checkpoint.IsStaticMirror(p) {
 			continue
 		}
 		comp := p.Labels["component"]
@@ -122,13 +124,6 @@ func mirrorPods(ctx context.Context, client kubernetes.Interface) (map[string]ma
 		out[comp][p.Spec.NodeName] = p
 	}
 	return out, nil
-}
-
-// IsStatic tells a kubeadm static pod's mirror from a checkpoint's.
-func IsStatic(p *corev1.Pod) bool {
-	_, mirror := p.Annotations["kubernetes.io/config.mirror"]
-	_, checkpoint := p.Annotations["checkpointer.selfhost.dev/checkpoint-of"]
-	return mirror && !checkpoint
 }
 
 // MirrorPod returns the mirror pod of component on node, if any.

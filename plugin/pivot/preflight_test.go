@@ -79,7 +79,7 @@ func TestPreflightAcceptsKubeadmCluster(t *testing.T) {
 	if len(c.Mirror["kube-apiserver"]) != 3 || c.Mirror["etcd"]["cp1"] == nil {
 		t.Errorf("mirror pods %v", c.Mirror)
 	}
-	if got := len(Actions(c)); got != 1+3*(3+1+3)+1 {
+	if got := len(Actions(c)); got != 2+3*(3+1+3)+1 {
 		t.Errorf("%d actions", got)
 	}
 }

@@ -8,10 +8,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
-)
 
-// CheckpointAnnotation asks pod-checkpointer to keep a copy of the pod on its node.
-const CheckpointAnnotation = "checkpointer.selfhost.dev/checkpoint"
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
+)
 
 // securePort is each component's HTTPS port, which kubeadm probes by the name "probe-port".
 var securePort = map[string]int32{
@@ -83,7 +82,7 @@ func SelfHostedTemplate(component string, static *corev1.Pod) (corev1.PodTemplat
 	}
 	t := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: *spec}
 	if component == "kube-apiserver" {
-		t.Annotations = map[string]string{CheckpointAnnotation: "true"}
+		t.Annotations = map[string]string{checkpoint.CheckpointAnnotation: "true"}
 	}
 	return t, nil
 }

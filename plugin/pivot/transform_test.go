@@ -8,6 +8,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
 func loadMirror(t *testing.T) *corev1.Pod {
@@ -55,7 +57,7 @@ func TestSelfHostedAPIServerTemplate(t *testing.T) {
 			t.Errorf("%s probe port %v, want 6443", name, p.HTTPGet.Port)
 		}
 	}
-	if tmpl.Annotations[CheckpointAnnotation] != "true" {
+	if tmpl.Annotations[checkpoint.CheckpointAnnotation] != "true" {
 		t.Error("the API server is not marked for checkpointing")
 	}
 	if tmpl.Labels["k8s-app"] != "kube-apiserver" || s.NodeSelector[ControlPlaneLabel] != "" || !s.HostNetwork {
@@ -116,7 +118,7 @@ func TestControllerManagerKeepsLoopbackProbe(t *testing.T) {
 	if c.LivenessProbe.HTTPGet.Host != "127.0.0.1" || c.LivenessProbe.HTTPGet.Port != intstr.FromInt32(10257) {
 		t.Errorf("probe %s:%v, want 127.0.0.1:10257", c.LivenessProbe.HTTPGet.Host, c.LivenessProbe.HTTPGet.Port)
 	}
-	if _, ok := tmpl.Annotations[CheckpointAnnotation]; ok {
+	if _, ok := tmpl.Annotations[checkpoint.CheckpointAnnotation]; ok {
 		t.Error("only the API server is checkpointed")
 	}
 	if _, err := SelfHostedTemplate("etcd", mirror); err == nil {

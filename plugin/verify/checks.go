@@ -20,14 +20,6 @@ const (
 	FlannelDaemonSet      = "kube-flannel-ds"
 )
 
-// mirrorAnnotation is set by the kubelet on the API copy of a static pod.
-const mirrorAnnotation = "kubernetes.io/config.mirror"
-
-func isStatic(p *corev1.Pod) bool {
-	_, mirror := p.Annotations[mirrorAnnotation]
-	return mirror && checkpoint.CheckpointOf(p) == ""
-}
-
 // staticComponents names the control-plane components that still have a
 // static pod (a mirror pod that is not a checkpoint) somewhere.
 func staticComponents(c *cluster) []string {
@@ -35,7 +27,7 @@ func staticComponents(c *cluster) []string {
 	for i := range c.pods {
 		p := &c.pods[i]
 		comp := p.Labels["component"]
-		if isStatic(p) && comp != "" && comp != "etcd" {
+		if checkpoint.IsStaticMirror(p) && comp != "" && comp != "etcd" {
 			seen[comp] = true
 		}
 	}
@@ -51,7 +43,7 @@ func staticComponents(c *cluster) []string {
 func staticNodes(c *cluster, component string) []string {
 	var out []string
 	for i := range c.pods {
-		if p := &c.pods[i]; p.Labels["component"] == component && isStatic(p) {
+		if p := &c.pods[i]; p.Labels["component"] == component && checkpoint.IsStaticMirror(p) {
 			out = append(out, p.Spec.NodeName)
 		}
 	}

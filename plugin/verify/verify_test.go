@@ -87,7 +87,7 @@ func status(t *testing.T, phase checkpoint.Phase) *corev1.ConfigMap {
 	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: checkpoint.StatusConfigMap, Namespace: Namespace}, Data: data}
 }
 
-var mirror = map[string]string{mirrorAnnotation: "x", "kubernetes.io/config.source": "file"}
+var mirror = map[string]string{"kubernetes.io/config.mirror": "x", "kubernetes.io/config.source": "file"}
 
 // selfHosted is a healthy pivoted 3+1 cluster.
 func selfHosted(t *testing.T) *world {

@@ -1,0 +1,56 @@
+package checkpoint
+
+import corev1 "k8s.io/api/core/v1"
+
+// Annotations of the contract. A parent asks to be checkpointed with
+// CheckpointAnnotation: "true"; every checkpoint carries CheckpointOfAnnotation
+// set to the name of its parent pod.
+const (
+	CheckpointAnnotation   = "checkpointer.selfhost.dev/checkpoint"
+	CheckpointOfAnnotation = "checkpointer.selfhost.dev/checkpoint-of"
+
+	// Bootkube's names, accepted so that users can migrate.
+	BootkubeCheckpointAnnotation   = "checkpointer.alpha.coreos.com/checkpoint"
+	BootkubeCheckpointOfAnnotation = "checkpointer.alpha.coreos.com/checkpoint-of"
+)
+
+// Set by the kubelet on static pods and their mirror pods.
+const (
+	configSourceAnnotation = "kubernetes.io/config.source"
+	configMirrorAnnotation = "kubernetes.io/config.mirror"
+)
+
+// WantsCheckpoint reports whether a pod asks to be checkpointed. Static pods
+// and checkpoints never do: a checkpoint of a checkpoint would outlive its
+// parent.
+func WantsCheckpoint(pod *corev1.Pod) bool {
+	a := pod.Annotations
+	if a[CheckpointAnnotation] != "true" && a[BootkubeCheckpointAnnotation] != "true" {
+		return false
+	}
+	if _, mirror := a[configMirrorAnnotation]; mirror {
+		return false
+	}
+	return a[configSourceAnnotation] != "file" && CheckpointOf(pod) == ""
+}
+
+// CheckpointOf returns the parent pod name of a checkpoint, or "" when the pod
+// is not a checkpoint.
+func CheckpointOf(pod *corev1.Pod) string {
+	return checkpointOf(pod.Annotations)
+}
+
+func checkpointOf(a map[string]string) string {
+	if p := a[CheckpointOfAnnotation]; p != "" {
+		return p
+	}
+	return a[BootkubeCheckpointOfAnnotation]
+}
+
+// IsStaticMirror reports whether a pod is the mirror of a static pod that an
+// administrator put on the node (kubeadm's control plane, say), not of a
+// checkpoint.
+func IsStaticMirror(pod *corev1.Pod) bool {
+	_, mirror := pod.Annotations[configMirrorAnnotation]
+	return mirror && CheckpointOf(pod) == ""
+}

@@ -1,0 +1,310 @@
+package checkpoint
+
+import (
+	"io/fs"
+	"reflect"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+const secretRoot = "/etc/kubernetes/checkpoint-secrets"
+
+// richPod uses every kind of volume a control-plane pod may have.
+func richPod() *corev1.Pod {
+	p := parentPod("kube-apiserver-x7k2p", true)
+	p.Annotations["kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint"] = "172.18.0.3:6443"
+	p.Annotations["kubectl.kubernetes.io/last-applied-configuration"] = "{}"
+	p.Annotations[configSourceAnnotation] = "api"
+	p.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry"}}
+	p.Spec.NodeSelector = map[string]string{"node-role.kubernetes.io/control-plane": ""}
+	p.Spec.Affinity = &corev1.Affinity{}
+	p.Spec.PriorityClassName = "system-node-critical"
+	p.Spec.Volumes = append(p.Spec.Volumes,
+		corev1.Volume{Name: "audit", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "audit-policy"},
+			Items:                []corev1.KeyToPath{{Key: "policy.yaml", Path: "audit/policy.yaml", Mode: new(int32(0o400))}},
+			DefaultMode:          new(int32(0o644)),
+		}}},
+		corev1.Volume{Name: "bundle", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources: []corev1.VolumeProjection{
+				{Secret: &corev1.SecretProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "front-proxy"}}},
+				{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "extra-ca"}, Optional: new(true)}},
+			},
+		}}},
+		corev1.Volume{Name: "pki", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/etc/kubernetes/pki"}}},
+	)
+	c := &p.Spec.Containers[0]
+	c.ImagePullPolicy = corev1.PullAlways
+	c.Ports = []corev1.ContainerPort{{Name: "probe-port", ContainerPort: 6443, HostPort: 6443}}
+	c.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/livez", Port: intstr.FromString("probe-port")}}}
+	c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("probe-port")}}}
+	c.Env = []corev1.EnvVar{{Name: "NODE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}}
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "audit", MountPath: "/etc/audit"})
+	return p
+}
+
+// admissible reports what NodeRestriction and the kubelet would hold against
+// a static pod: references to the API's objects, and host ports.
+func admissible(p *corev1.Pod) []string {
+	var bad []string
+	if p.Spec.ServiceAccountName != "" || p.Spec.DeprecatedServiceAccount != "" {
+		bad = append(bad, "service account")
+	}
+	if len(p.OwnerReferences) > 0 {
+		bad = append(bad, "owner references")
+	}
+	if len(p.Spec.ImagePullSecrets) > 0 {
+		bad = append(bad, "image pull secrets")
+	}
+	for _, v := range p.Spec.Volumes {
+		if v.Secret != nil || v.ConfigMap != nil || v.Projected != nil || v.PersistentVolumeClaim != nil {
+			bad = append(bad, "volume "+v.Name)
+		}
+	}
+	for _, c := range p.Spec.Containers {
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && (e.ValueFrom.SecretKeyRef != nil || e.ValueFrom.ConfigMapKeyRef != nil) {
+				bad = append(bad, "env "+e.Name)
+			}
+		}
+		for _, m := range c.VolumeMounts {
+			found := false
+			for _, v := range p.Spec.Volumes {
+				found = found || v.Name == m.Name
+			}
+			if !found {
+				bad = append(bad, "mount of missing volume "+m.Name)
+			}
+		}
+		if len(c.Ports) > 0 && p.Spec.HostNetwork {
+			bad = append(bad, "host ports")
+		}
+	}
+	return bad
+}
+
+func TestSanitizeMakesAnAdmissibleStaticPod(t *testing.T) {
+	p := richPod()
+	cp, copies, err := Sanitize(p, secretRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bad := admissible(cp); len(bad) > 0 {
+		t.Fatalf("checkpoint still has %v", bad)
+	}
+	if cp.Name != p.Name || cp.Namespace != testNS || CheckpointOf(cp) != p.Name {
+		t.Errorf("identity = %s/%s of %q", cp.Namespace, cp.Name, CheckpointOf(cp))
+	}
+	if cp.APIVersion != "v1" || cp.Kind != "Pod" {
+		t.Errorf("type = %s %s, want v1 Pod", cp.APIVersion, cp.Kind)
+	}
+	if WantsCheckpoint(cp) {
+		t.Error("a checkpoint asks to be checkpointed")
+	}
+	for _, k := range []string{CheckpointAnnotation, "kubectl.kubernetes.io/last-applied-configuration", configSourceAnnotation} {
+		if _, ok := cp.Annotations[k]; ok {
+			t.Errorf("annotation %s kept", k)
+		}
+	}
+	if cp.Annotations["kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint"] != "172.18.0.3:6443" {
+		t.Error("kubeadm's endpoint annotation lost")
+	}
+	if _, ok := cp.Labels["controller-revision-hash"]; ok || cp.Labels["k8s-app"] != "kube-apiserver" {
+		t.Errorf("labels = %v, want the app label without the controller's hash", cp.Labels)
+	}
+	if cp.Spec.NodeName != "" || cp.Spec.NodeSelector != nil || cp.Spec.Affinity != nil {
+		t.Error("scheduling fields kept")
+	}
+	if cp.Spec.PriorityClassName != "system-node-critical" {
+		t.Error("priority class lost")
+	}
+	if cp.Spec.AutomountServiceAccountToken == nil || *cp.Spec.AutomountServiceAccountToken {
+		t.Error("token automount not disabled")
+	}
+	if !reflect.DeepEqual(cp.Status, corev1.PodStatus{}) {
+		t.Error("status kept")
+	}
+	c := cp.Spec.Containers[0]
+	if c.ImagePullPolicy != corev1.PullIfNotPresent {
+		t.Errorf("pull policy = %s, want IfNotPresent", c.ImagePullPolicy)
+	}
+	if c.LivenessProbe.HTTPGet.Port != intstr.FromInt32(6443) || c.ReadinessProbe.TCPSocket.Port != intstr.FromInt32(6443) {
+		t.Errorf("probes = %v / %v, want port 6443 by number", c.LivenessProbe.HTTPGet.Port, c.ReadinessProbe.TCPSocket.Port)
+	}
+	if len(c.Env) != 1 || c.Env[0].ValueFrom.FieldRef == nil {
+		t.Error("downward API environment lost")
+	}
+
+	var volumes []string
+	for _, v := range cp.Spec.Volumes {
+		volumes = append(volumes, v.Name)
+		if v.HostPath == nil {
+			t.Errorf("volume %s is not a hostPath", v.Name)
+		}
+	}
+	if want := []string{"extra", "audit", "bundle", "pki"}; !reflect.DeepEqual(volumes, want) {
+		t.Fatalf("volumes = %v, want %v (the token volume dropped)", volumes, want)
+	}
+	for _, m := range c.VolumeMounts {
+		if strings.HasPrefix(m.Name, "kube-api-access") {
+			t.Error("token mount kept")
+		}
+	}
+	if got := cp.Spec.Volumes[0].HostPath; got.Path != secretRoot+"/kube-system/kube-apiserver-x7k2p/extra" || *got.Type != corev1.HostPathDirectory {
+		t.Errorf("secret volume = %+v", got)
+	}
+	if cp.Spec.Volumes[3].HostPath.Path != "/etc/kubernetes/pki" {
+		t.Error("hostPath volume changed")
+	}
+
+	if len(copies) != 3 {
+		t.Fatalf("copies = %+v, want extra, audit, bundle", copies)
+	}
+	if got := copies[1]; got.Volume != "audit" || got.DefaultMode != 0o644 || got.Sources[0].Kind != "ConfigMap" || len(got.Sources[0].Items) != 1 {
+		t.Errorf("audit copy = %+v", got)
+	}
+	if got := copies[2]; len(got.Sources) != 2 || got.Sources[0].Kind != "Secret" || !got.Sources[1].Optional || got.DefaultMode != corev1.ProjectedVolumeSourceDefaultMode {
+		t.Errorf("bundle copy = %+v", got)
+	}
+	if p.Spec.ServiceAccountName == "" || len(p.Spec.Volumes) != 5 {
+		t.Error("Sanitize changed its argument")
+	}
+}
+
+func TestSanitizeIsIdempotent(t *testing.T) {
+	once, _, err := Sanitize(richPod(), secretRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	twice, copies, err := Sanitize(once, secretRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(once, twice) {
+		t.Fatalf("a checkpoint of a checkpoint differs:\n%+v\n%+v", once, twice)
+	}
+	if len(copies) != 0 {
+		t.Fatalf("a checkpoint of a checkpoint asks for copies: %+v", copies)
+	}
+}
+
+func TestSanitizeAcceptsBootkubeCheckpoints(t *testing.T) {
+	p := parentPod("kube-apiserver-x7k2p-node-1", true)
+	p.Annotations = map[string]string{BootkubeCheckpointOfAnnotation: "kube-apiserver-x7k2p"}
+	cp, _, err := Sanitize(p, secretRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.Name != "kube-apiserver-x7k2p" || cp.Annotations[CheckpointOfAnnotation] != "kube-apiserver-x7k2p" {
+		t.Fatalf("got %s with %v", cp.Name, cp.Annotations)
+	}
+	if _, ok := cp.Annotations[BootkubeCheckpointOfAnnotation]; ok {
+		t.Error("bootkube's annotation kept next to ours")
+	}
+}
+
+func TestSanitizeRefusesWhatAStaticPodCannotHave(t *testing.T) {
+	cases := map[string]func(*corev1.Pod){
+		"secret env": func(p *corev1.Pod) {
+			p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "PASSWORD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{Key: "k"}}}}
+		},
+		"configMap envFrom": func(p *corev1.Pod) {
+			p.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{}}}
+		},
+		"claim": func(p *corev1.Pod) {
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "c"}}})
+		},
+		"projected downward API": func(p *corev1.Pod) {
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "info", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+				Sources: []corev1.VolumeProjection{{DownwardAPI: &corev1.DownwardAPIProjection{}}}}}})
+		},
+	}
+	for name, mutate := range cases {
+		t.Run(name, func(t *testing.T) {
+			p := parentPod("p", true)
+			mutate(p)
+			_, _, err := Sanitize(p, secretRoot)
+			if err == nil || !strings.Contains(err.Error(), "kube-system/p") {
+				t.Fatalf("err = %v, want one naming the pod", err)
+			}
+		})
+	}
+}
+
+func TestProjectHonoursItemsAndModes(t *testing.T) {
+	_, copies, err := Sanitize(richPod(), secretRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := map[string]map[string][]byte{
+		"Secret/apiserver-extra":  {"key.pem": []byte("k"), "cert.pem": []byte("c")},
+		"ConfigMap/audit-policy":  {"policy.yaml": []byte("p"), "unused": []byte("u")},
+		"Secret/front-proxy":      {"ca.crt": []byte("fp")},
+		"ConfigMap/not-requested": {"x": []byte("x")},
+	}
+	want := []map[string]File{
+		{"key.pem": {[]byte("k"), 0o600}, "cert.pem": {[]byte("c"), 0o600}},
+		{"audit/policy.yaml": {[]byte("p"), 0o400}},
+		{"ca.crt": {[]byte("fp"), 0o600}}, // the optional configMap is missing
+	}
+	for i, vc := range copies {
+		got, err := Project(vc, data)
+		if err != nil {
+			t.Fatalf("%s: %v", vc.Volume, err)
+		}
+		if !reflect.DeepEqual(got, want[i]) {
+			t.Errorf("%s: files = %v, want %v", vc.Volume, got, want[i])
+		}
+	}
+}
+
+func TestProjectErrors(t *testing.T) {
+	vc := VolumeCopy{Volume: "v", DefaultMode: 0o644, Sources: []CopySource{{Kind: "Secret", Name: "s"}}}
+	if _, err := Project(vc, nil); err == nil || !strings.Contains(err.Error(), `secret "s"`) {
+		t.Errorf("missing secret: err = %v", err)
+	}
+	vc.Sources[0].Items = []corev1.KeyToPath{{Key: "absent", Path: "a"}}
+	if _, err := Project(vc, map[string]map[string][]byte{"Secret/s": {}}); err == nil || !strings.Contains(err.Error(), `"absent"`) {
+		t.Errorf("missing key: err = %v", err)
+	}
+	for _, p := range []string{"../escape", "/abs", "..data"} {
+		vc.Sources[0].Items = []corev1.KeyToPath{{Key: "k", Path: p}}
+		if _, err := Project(vc, map[string]map[string][]byte{"Secret/s": {"k": nil}}); err == nil {
+			t.Errorf("path %q accepted", p)
+		}
+	}
+}
+
+func TestCopyMode(t *testing.T) {
+	for in, want := range map[int32]fs.FileMode{0o644: 0o600, 0o400: 0o400, 0o755: 0o700, 0o440: 0o400, 0o777: 0o700} {
+		if got := copyMode(in); got != want {
+			t.Errorf("copyMode(%o) = %o, want %o", in, got, want)
+		}
+	}
+}
+
+func TestWantsCheckpoint(t *testing.T) {
+	cases := []struct {
+		annotations map[string]string
+		want        bool
+	}{
+		{map[string]string{CheckpointAnnotation: "true"}, true},
+		{map[string]string{BootkubeCheckpointAnnotation: "true"}, true},
+		{map[string]string{CheckpointAnnotation: "false"}, false},
+		{nil, false},
+		{map[string]string{CheckpointAnnotation: "true", configSourceAnnotation: "file"}, false},
+		{map[string]string{CheckpointAnnotation: "true", configMirrorAnnotation: "abc"}, false},
+		{map[string]string{CheckpointAnnotation: "true", CheckpointOfAnnotation: "x"}, false},
+		{map[string]string{CheckpointAnnotation: "true", BootkubeCheckpointOfAnnotation: "x"}, false},
+	}
+	for _, c := range cases {
+		p := &corev1.Pod{}
+		p.Annotations = c.annotations
+		if got := WantsCheckpoint(p); got != c.want {
+			t.Errorf("WantsCheckpoint(%v) = %t, want %t", c.annotations, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,124 @@
+package checkpoint
+
+import "time"
+
+// Phase is where a checkpoint is on disk.
+type Phase string
+
+const (
+	// PhaseNone: the parent is known but has no checkpoint yet.
+	PhaseNone Phase = "none"
+	// PhaseInactive: the checkpoint waits in the inactive directory.
+	PhaseInactive Phase = "inactive"
+	// PhaseActive: the checkpoint is a static pod in the kubelet's manifest directory.
+	PhaseActive Phase = "active"
+	// PhaseRemoved: the checkpoint and its volume copies are gone. Terminal.
+	PhaseRemoved Phase = "removed"
+)
+
+// Pending names the transition a checkpoint waits for, if any.
+type Pending string
+
+const (
+	PendingNothing Pending = ""
+	// PendingActivate: the parent stopped running here; wait Grace.Activate
+	// so that a container restart does not start a checkpoint.
+	PendingActivate Pending = "activate"
+	// PendingHandOver: the parent is Ready again next to the active checkpoint;
+	// wait Grace.HandOver so that the parent proves itself before the
+	// checkpoint leaves. This is what makes the port hand-over happen once.
+	PendingHandOver Pending = "hand-over"
+	// PendingRemove: the API no longer has the parent; wait Grace.Remove to
+	// ride out API eventual consistency.
+	PendingRemove Pending = "remove"
+)
+
+// State of one checkpoint. The zero value is a fresh PhaseNone.
+type State struct {
+	Phase        Phase     `json:"state"`
+	Since        time.Time `json:"since"`
+	Pending      Pending   `json:"pending,omitempty"`
+	PendingSince time.Time `json:"pendingSince,omitzero"`
+}
+
+// Observation is what one reconcile saw about a parent.
+type Observation struct {
+	// APIUp: the API server answered the parent list.
+	APIUp bool
+	// ParentInAPI: the API lists the parent on this node. Ignored when the API is down.
+	ParentInAPI bool
+	// ParentReady: the parent runs here and is Ready (see Reconciler for the exact rule).
+	ParentReady bool
+}
+
+// Grace holds the waits of the state machine.
+type Grace struct {
+	Activate time.Duration
+	HandOver time.Duration
+	Remove   time.Duration
+}
+
+// DefaultGrace: activation is quick, since an outage is costly; the hand-over
+// waits long enough for a parent to show it is stable; removal rides out a
+// rollout's eventual consistency as bootkube's one-minute grace did.
+var DefaultGrace = Grace{Activate: 10 * time.Second, HandOver: 30 * time.Second, Remove: time.Minute}
+
+// Step is the whole state machine: the next state of a checkpoint given what
+// was observed at now. It is pure.
+//
+//	none     → inactive   parent in the API and Ready here (a checkpoint only copies a spec that worked)
+//	inactive → active     parent not Ready here for Grace.Activate (API up or down)
+//	active   → inactive   parent Ready here for Grace.HandOver (API up or down)
+//	inactive,
+//	active   → removed    API up and the parent absent for Grace.Remove
+//
+// While the API is down nothing is removed and a pending removal is dropped:
+// the last good copy may be all that can bring the API back.
+func Step(s State, o Observation, now time.Time, g Grace) State {
+	if s.Phase == "" {
+		s.Phase = PhaseNone
+	}
+	gone := o.APIUp && !o.ParentInAPI
+	switch s.Phase {
+	case PhaseNone:
+		if o.APIUp && o.ParentInAPI && o.ParentReady {
+			return State{Phase: PhaseInactive, Since: now}
+		}
+		return State{Phase: PhaseNone, Since: s.Since}
+	case PhaseInactive:
+		switch {
+		case gone:
+			return wait(s, PendingRemove, now, g.Remove, PhaseRemoved)
+		case o.ParentReady:
+			return settle(s)
+		default:
+			return wait(s, PendingActivate, now, g.Activate, PhaseActive)
+		}
+	case PhaseActive:
+		switch {
+		case gone:
+			return wait(s, PendingRemove, now, g.Remove, PhaseRemoved)
+		case o.ParentReady:
+			return wait(s, PendingHandOver, now, g.HandOver, PhaseInactive)
+		default:
+			return settle(s)
+		}
+	}
+	return s // PhaseRemoved is terminal.
+}
+
+// wait starts or continues the timer for p and moves to next once it ran for d.
+func wait(s State, p Pending, now time.Time, d time.Duration, next Phase) State {
+	if s.Pending != p {
+		s.Pending, s.PendingSince = p, now
+	}
+	if now.Sub(s.PendingSince) >= d {
+		return State{Phase: next, Since: now}
+	}
+	return s
+}
+
+// settle keeps the phase and cancels any timer.
+func settle(s State) State {
+	return State{Phase: s.Phase, Since: s.Since}
+}

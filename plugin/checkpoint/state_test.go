@@ -1,0 +1,170 @@
+package checkpoint
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+var testGrace = Grace{Activate: 10 * time.Second, HandOver: 30 * time.Second, Remove: time.Minute}
+
+// transition is one row of the state machine's specification. The start state
+// is phase from, with timer pending started either 5s ago (no grace expired)
+// or 61s ago (every grace expired). For an observation that runs no timer of
+// its own, the start carries a stale timer of another kind, which must be
+// dropped without effect.
+type transition struct {
+	from                Phase
+	pending             Pending
+	apiUp, inAPI, ready bool
+	expired             bool
+	want                Phase
+	wantPending         Pending
+}
+
+func (tr transition) String() string {
+	return fmt.Sprintf("%s(%s)/api=%t/inAPI=%t/ready=%t/expired=%t", tr.from, tr.pending, tr.apiUp, tr.inAPI, tr.ready, tr.expired)
+}
+
+const (
+	up, down     = true, false
+	in, absent   = true, false
+	ready, dead  = true, false
+	expired, run = true, false
+)
+
+// transitions lists every combination of API up/down × parent in the API or
+// not × parent Ready here or not × grace expired or not, for each phase.
+var transitions = []transition{
+	// none: only a parent that is in the API and Ready here gets a checkpoint.
+	{PhaseNone, PendingNothing, up, in, ready, run, PhaseInactive, ""},
+	{PhaseNone, PendingNothing, up, in, ready, expired, PhaseInactive, ""},
+	{PhaseNone, PendingNothing, up, in, dead, run, PhaseNone, ""},
+	{PhaseNone, PendingNothing, up, in, dead, expired, PhaseNone, ""},
+	{PhaseNone, PendingNothing, up, absent, ready, run, PhaseNone, ""},
+	{PhaseNone, PendingNothing, up, absent, ready, expired, PhaseNone, ""},
+	{PhaseNone, PendingNothing, up, absent, dead, run, PhaseNone, ""},
+	{PhaseNone, PendingNothing, up, absent, dead, expired, PhaseNone, ""},
+	{PhaseNone, PendingNothing, down, in, ready, run, PhaseNone, ""},
+	{PhaseNone, PendingNothing, down, in, ready, expired, PhaseNone, ""},
+	{PhaseNone, PendingNothing, down, in, dead, run, PhaseNone, ""},
+	{PhaseNone, PendingNothing, down, in, dead, expired, PhaseNone, ""},
+	{PhaseNone, PendingNothing, down, absent, ready, run, PhaseNone, ""},
+	{PhaseNone, PendingNothing, down, absent, ready, expired, PhaseNone, ""},
+	{PhaseNone, PendingNothing, down, absent, dead, run, PhaseNone, ""},
+	{PhaseNone, PendingNothing, down, absent, dead, expired, PhaseNone, ""},
+
+	// inactive, API up.
+	{PhaseInactive, PendingActivate, up, in, ready, run, PhaseInactive, ""},     // parent back before activation
+	{PhaseInactive, PendingActivate, up, in, ready, expired, PhaseInactive, ""}, // Ready wins over an old timer
+	{PhaseInactive, PendingActivate, up, in, dead, run, PhaseInactive, PendingActivate},
+	{PhaseInactive, PendingActivate, up, in, dead, expired, PhaseActive, ""},
+	{PhaseInactive, PendingRemove, up, absent, ready, run, PhaseInactive, PendingRemove},
+	{PhaseInactive, PendingRemove, up, absent, ready, expired, PhaseRemoved, ""},
+	{PhaseInactive, PendingRemove, up, absent, dead, run, PhaseInactive, PendingRemove},
+	{PhaseInactive, PendingRemove, up, absent, dead, expired, PhaseRemoved, ""},
+	// inactive, API down: whether the API had the parent is unknown and ignored.
+	{PhaseInactive, PendingRemove, down, in, ready, run, PhaseInactive, ""},
+	{PhaseInactive, PendingRemove, down, in, ready, expired, PhaseInactive, ""},
+	{PhaseInactive, PendingActivate, down, in, dead, run, PhaseInactive, PendingActivate},
+	{PhaseInactive, PendingActivate, down, in, dead, expired, PhaseActive, ""},
+	{PhaseInactive, PendingRemove, down, absent, ready, run, PhaseInactive, ""},
+	{PhaseInactive, PendingRemove, down, absent, ready, expired, PhaseInactive, ""}, // no removal while the API is down
+	{PhaseInactive, PendingActivate, down, absent, dead, run, PhaseInactive, PendingActivate},
+	{PhaseInactive, PendingActivate, down, absent, dead, expired, PhaseActive, ""},
+
+	// active, API up.
+	{PhaseActive, PendingHandOver, up, in, ready, run, PhaseActive, PendingHandOver},
+	{PhaseActive, PendingHandOver, up, in, ready, expired, PhaseInactive, ""}, // the one hand-over
+	{PhaseActive, PendingHandOver, up, in, dead, run, PhaseActive, ""},        // parent flapped: start over
+	{PhaseActive, PendingHandOver, up, in, dead, expired, PhaseActive, ""},
+	{PhaseActive, PendingRemove, up, absent, ready, run, PhaseActive, PendingRemove},
+	{PhaseActive, PendingRemove, up, absent, ready, expired, PhaseRemoved, ""},
+	{PhaseActive, PendingRemove, up, absent, dead, run, PhaseActive, PendingRemove},
+	{PhaseActive, PendingRemove, up, absent, dead, expired, PhaseRemoved, ""},
+	// active, API down.
+	{PhaseActive, PendingHandOver, down, in, ready, run, PhaseActive, PendingHandOver},
+	{PhaseActive, PendingHandOver, down, in, ready, expired, PhaseInactive, ""},
+	{PhaseActive, PendingRemove, down, in, dead, run, PhaseActive, ""},
+	{PhaseActive, PendingRemove, down, in, dead, expired, PhaseActive, ""}, // the API is down: keep serving
+	{PhaseActive, PendingHandOver, down, absent, ready, run, PhaseActive, PendingHandOver},
+	{PhaseActive, PendingHandOver, down, absent, ready, expired, PhaseInactive, ""},
+	{PhaseActive, PendingRemove, down, absent, dead, run, PhaseActive, ""},
+	{PhaseActive, PendingRemove, down, absent, dead, expired, PhaseActive, ""},
+}
+
+var testNow = time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+
+func (tr transition) start() State {
+	s := State{Phase: tr.from, Since: testNow.Add(-time.Hour)}
+	if tr.pending != PendingNothing {
+		s.Pending, s.PendingSince = tr.pending, testNow.Add(-5*time.Second)
+		if tr.expired {
+			s.PendingSince = testNow.Add(-61 * time.Second)
+		}
+	}
+	return s
+}
+
+func (tr transition) observation() Observation {
+	return Observation{APIUp: tr.apiUp, ParentInAPI: tr.inAPI, ParentReady: tr.ready}
+}
+
+func TestTransitionTableIsComplete(t *testing.T) {
+	seen := map[string]bool{}
+	for _, tr := range transitions {
+		seen[fmt.Sprint(tr.from, tr.apiUp, tr.inAPI, tr.ready, tr.expired)] = true
+	}
+	if len(seen) != 3*2*2*2*2 || len(transitions) != len(seen) {
+		t.Fatalf("the table has %d rows and %d distinct cases; want 48 of each", len(transitions), len(seen))
+	}
+}
+
+func TestStep(t *testing.T) {
+	for _, tr := range transitions {
+		t.Run(tr.String(), func(t *testing.T) {
+			start := tr.start()
+			got := Step(start, tr.observation(), testNow, testGrace)
+			if got.Phase != tr.want || got.Pending != tr.wantPending {
+				t.Fatalf("Step = %s(%s), want %s(%s)", got.Phase, got.Pending, tr.want, tr.wantPending)
+			}
+			switch {
+			case got.Phase != start.Phase:
+				if !got.Since.Equal(testNow) || !got.PendingSince.IsZero() {
+					t.Errorf("a new phase starts now with no timer; got since %v, timer %v", got.Since, got.PendingSince)
+				}
+			case got.Pending == start.Pending && got.Pending != "":
+				if !got.PendingSince.Equal(start.PendingSince) {
+					t.Errorf("a running timer keeps its start; got %v, want %v", got.PendingSince, start.PendingSince)
+				}
+			}
+		})
+	}
+}
+
+func TestStepRestartsTimerWhenReasonChanges(t *testing.T) {
+	// A removal timer that ran a long time must not turn into an activation.
+	s := State{Phase: PhaseInactive, Pending: PendingRemove, PendingSince: testNow.Add(-time.Hour)}
+	got := Step(s, Observation{APIUp: true, ParentInAPI: true, ParentReady: false}, testNow, testGrace)
+	if got.Phase != PhaseInactive || got.Pending != PendingActivate || !got.PendingSince.Equal(testNow) {
+		t.Fatalf("got %+v, want inactive waiting to activate from now", got)
+	}
+	got = Step(got, Observation{APIUp: true, ParentInAPI: true}, testNow.Add(testGrace.Activate), testGrace)
+	if got.Phase != PhaseActive {
+		t.Fatalf("after the activation grace got %s, want active", got.Phase)
+	}
+}
+
+func TestStepRemovedIsTerminal(t *testing.T) {
+	for _, o := range []Observation{{}, {APIUp: true, ParentInAPI: true, ParentReady: true}} {
+		if got := Step(State{Phase: PhaseRemoved}, o, testNow, testGrace); got.Phase != PhaseRemoved {
+			t.Fatalf("removed moved to %s on %+v", got.Phase, o)
+		}
+	}
+}
+
+func TestStepZeroValueIsNone(t *testing.T) {
+	if got := Step(State{}, Observation{APIUp: true}, testNow, testGrace); got.Phase != PhaseNone {
+		t.Fatalf("zero state became %s, want none", got.Phase)
+	}
+}
