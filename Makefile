@@ -17,23 +17,25 @@ build: ## build bin/kubectl-selfhost and bin/pod-checkpointer
 	@if [ -f cmd/pod-checkpointer/main.go ]; then $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/pod-checkpointer ./cmd/pod-checkpointer; fi
 
 unit: ## fast tests, no Docker
-	$(GO) test -race -count=1 ./cmd/... ./plugin/... ./manifests/... ./e2e/images/envoy/...
+	$(GO) test -race -count=1 ./cmd/... ./plugin/... ./manifests/... ./e2e/images/envoy/... ./krew/...
 
 test: unit ## everything CI runs: unit tests now, the e2e suite once it lands
 
 lint: ## gofmt check and go vet
-	@out=$$(gofmt -l cmd plugin e2e manifests); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l cmd plugin e2e manifests krew); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
 E2E_NODE_IMAGE ?= kindest/node:v1.37.2
 export E2E_NODE_IMAGE
+# Extra go test flags for the suite, e.g. E2E_FLAGS='-run TestSmoke'.
+E2E_FLAGS ?=
 
 images: ## build every e2e image offline, skipping those whose inputs are unchanged
 	@start=$$(date +%s); e2e/images/build.sh; echo "make images: $$(( $$(date +%s) - start ))s"
 
 e2e: images build ## HA kind cluster from the local images, then the e2e suite (E2E_KEEP=1 keeps it)
 	$(GO) build -trimpath -o bin/kind sigs.k8s.io/kind
-	@start=$$(date +%s); rc=0; $(GO) test -count=1 -timeout 45m -v ./e2e/ || rc=$$?; \
+	@start=$$(date +%s); rc=0; $(GO) test -count=1 -timeout 45m -v $(E2E_FLAGS) ./e2e/ || rc=$$?; \
 	  echo "make e2e: suite $$(( $$(date +%s) - start ))s"; exit $$rc
 
 demo: ## HA kind cluster -> bootstrap -> verify

@@ -2,10 +2,8 @@ package checkpoint
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"syscall"
 	"time"
 )
 
@@ -26,12 +24,13 @@ func (l *Lock) TryLock() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("cannot open lock file %s: %w", l.Path, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	ok, err := tryFlock(f)
+	if err != nil || !ok {
 		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return false, nil
+		if err != nil {
+			return false, fmt.Errorf("cannot lock %s: %w", l.Path, err)
 		}
-		return false, fmt.Errorf("cannot lock %s: %w", l.Path, err)
+		return false, nil
 	}
 	l.f = f
 	return true, nil

@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -199,7 +200,7 @@ func (v *Verifier) checkCheckpointer(ctx context.Context, c *cluster) []Result {
 		}
 	}
 	if len(problems) > 0 {
-		return append(results, fail("apiserver checkpoints", "%s", strings.Join(problems, "; ")))
+		return append(results, fail("apiserver checkpoints", "%s", strings.Join(slices.Compact(problems), "; ")))
 	}
 	return append(results, pass("apiserver checkpoints", "an inactive checkpoint of the API server on each of %d nodes", len(c.controlPlane)))
 }
