@@ -14,6 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/render"
 )
 
@@ -97,7 +98,7 @@ func (a *shareStaticPort) Execute(ctx context.Context, c *Context) error {
 	c.Waiting("the kubelet on %s to restart static %s with port sharing, Ready", a.node, a.component)
 	if err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
 		m, err := MirrorPod(ctx, c.Client, a.component, a.node)
-		return err == nil && m != nil && SharesPort(m) && podReady(m), nil
+		return err == nil && m != nil && SharesPort(m) && kube.PodReady(m), nil
 	}); err != nil {
 		return fmt.Errorf("static %s on %s did not come back Ready with port sharing: %w", a.component, a.node, err)
 	}
@@ -334,7 +335,7 @@ func wantFlannel(ctx context.Context, c *Context) (bool, error) {
 		return false, err
 	}
 	for _, n := range nodes.Items {
-		if !nodeReady(&n) {
+		if !kube.NodeReady(&n) {
 			return true, nil
 		}
 	}
@@ -428,22 +429,4 @@ func waitAPIHealthy(ctx context.Context, c *Context) error {
 		streak++
 		return streak >= 5, nil
 	})
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, cond := range p.Status.Conditions {
-		if cond.Type == corev1.PodReady {
-			return cond.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-func nodeReady(n *corev1.Node) bool {
-	for _, cond := range n.Status.Conditions {
-		if cond.Type == corev1.NodeReady {
-			return cond.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }

@@ -14,13 +14,14 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/kube"
 )
 
-// Namespace is where kubeadm and we run the control plane.
-const Namespace = "kube-system"
-
-// ControlPlaneLabel marks control-plane nodes, as kubeadm sets it.
-const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
+// Shorthands for the facts every action uses.
+const (
+	Namespace         = kube.Namespace
+	ControlPlaneLabel = kube.ControlPlaneLabel
+)
 
 // Components are the static control-plane pods the pivot replaces; etcd stays static.
 var Components = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}

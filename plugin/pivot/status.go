@@ -68,26 +68,24 @@ func (st *Step) elapsed() time.Duration {
 	return st.s.now().Sub(st.start).Round(time.Second)
 }
 
-func (s *Status) line(format string, args ...any) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	msg := fmt.Sprintf(format, args...)
-	if s.tty {
-		fmt.Fprintf(s.out, "\r\033[K%s", msg)
-		return
-	}
-	fmt.Fprintf(s.out, "%s %s\n", s.stamp(), msg)
-}
+// line shows a passing state: on a terminal the next line overwrites it.
+func (s *Status) line(format string, args ...any) { s.print(false, format, args...) }
 
-func (s *Status) final(format string, args ...any) {
+// final shows a state that stays.
+func (s *Status) final(format string, args ...any) { s.print(true, format, args...) }
+
+func (s *Status) print(keep bool, format string, args ...any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	msg := fmt.Sprintf(format, args...)
-	if s.tty {
+	switch {
+	case !s.tty:
+		fmt.Fprintf(s.out, "%s %s\n", s.stamp(), msg)
+	case keep:
 		fmt.Fprintf(s.out, "\r\033[K%s\n", msg)
-		return
+	default:
+		fmt.Fprintf(s.out, "\r\033[K%s", msg)
 	}
-	fmt.Fprintf(s.out, "%s %s\n", s.stamp(), msg)
 }
 
 // stamp is the time since the whole run began.

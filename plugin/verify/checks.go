@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/kube"
 )
 
 // Workloads the checks look for.
@@ -52,26 +53,11 @@ func staticNodes(c *cluster, component string) []string {
 	return out
 }
 
-func ready(p *corev1.Pod) bool {
-	for _, cond := range p.Status.Conditions {
-		if cond.Type == corev1.PodReady {
-			return cond.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
 func checkNodes(c *cluster) Result {
 	var notReady []string
-	for _, n := range c.nodes {
-		ok := false
-		for _, cond := range n.Status.Conditions {
-			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
-				ok = true
-			}
-		}
-		if !ok {
-			notReady = append(notReady, n.Name)
+	for i := range c.nodes {
+		if !kube.NodeReady(&c.nodes[i]) {
+			notReady = append(notReady, c.nodes[i].Name)
 		}
 	}
 	if len(c.nodes) == 0 {
@@ -101,7 +87,7 @@ func (v *Verifier) checkAPIServer(ctx context.Context, c *cluster) Result {
 	perNode := map[string]int{}
 	for i := range c.pods {
 		p := &c.pods[i]
-		if ownedBy(p, "DaemonSet", name) && ready(p) {
+		if ownedBy(p, "DaemonSet", name) && kube.PodReady(p) {
 			perNode[p.Spec.NodeName]++
 		}
 	}
@@ -168,7 +154,7 @@ func (v *Verifier) checkCheckpointer(ctx context.Context, c *cluster) []Result {
 	const name = "pod-checkpointer"
 	readyOn := map[string]bool{}
 	for i := range c.pods {
-		if p := &c.pods[i]; ownedBy(p, "DaemonSet", CheckpointerDaemonSet) && ready(p) {
+		if p := &c.pods[i]; ownedBy(p, "DaemonSet", CheckpointerDaemonSet) && kube.PodReady(p) {
 			readyOn[p.Spec.NodeName] = true
 		}
 	}

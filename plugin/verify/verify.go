@@ -12,13 +12,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/kube"
 )
 
-// Namespace is where the control plane runs.
-const Namespace = "kube-system"
-
-// ControlPlaneLabel marks control-plane nodes, as kubeadm sets it.
-const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
+// Shorthands for the facts every check uses.
+const (
+	Namespace         = kube.Namespace
+	ControlPlaneLabel = kube.ControlPlaneLabel
+)
 
 // Result is one line of the report.
 type Result struct {

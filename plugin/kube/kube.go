@@ -1,0 +1,31 @@
+// Package kube holds the small facts about Kubernetes objects that the
+// pivot and verify both read.
+package kube
+
+import corev1 "k8s.io/api/core/v1"
+
+// Namespace is where kubeadm and kubectl-selfhost run the control plane.
+const Namespace = "kube-system"
+
+// ControlPlaneLabel marks control-plane nodes, as kubeadm sets it.
+const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
+
+// PodReady reports the pod's Ready condition.
+func PodReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// NodeReady reports the node's Ready condition.
+func NodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
