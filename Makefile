@@ -19,7 +19,7 @@ build: ## build bin/kubectl-selfhost and bin/pod-checkpointer
 unit: ## fast tests, no Docker
 	$(GO) test -race -count=1 ./cmd/... ./plugin/... ./manifests/... ./e2e/images/envoy/... ./krew/...
 
-test: unit ## everything CI runs: unit tests now, the e2e suite once it lands
+test: unit e2e ## everything CI runs: unit tests, then the e2e suite on an HA kind cluster
 
 lint: ## gofmt check and go vet
 	@out=$$(gofmt -l cmd plugin e2e manifests krew); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi

@@ -1,0 +1,8 @@
+//go:build tools
+
+// Package tools pins the packages this wrapper module builds.
+package tools
+
+import (
+	_ "github.com/coredns/coredns"
+)

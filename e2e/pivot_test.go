@@ -1,0 +1,300 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/e2e-framework/pkg/envconf"
+	"sigs.k8s.io/e2e-framework/pkg/features"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/verify"
+)
+
+const (
+	canaryNS    = "canary"
+	canaryCount = 200
+)
+
+type ctxKey string
+
+// TestPivot pivots the kind cluster, proves it, and loses a control-plane node.
+// Go runs it before TestSmoke, which then proves workloads on the pivoted cluster.
+func TestPivot(t *testing.T) {
+	if os.Getenv("E2E_PIVOT") != "1" {
+		t.Skip("the pivot e2e is not yet proven on the HA cluster; set E2E_PIVOT=1 to run it")
+	}
+	pivot := features.New("bootstrap pivots the control plane with no API gap").
+		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			return context.WithValue(ctx, ctxKey("canaries"), writeCanaries(ctx, t, clientset(t, cfg)))
+		}).
+		Assess("a pivot killed after the API server step resumes to completion", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			p, err := startProber(cfg.KubeconfigFile())
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			killBootstrapAfter(ctx, t, cfg, "✓ Running kube-apiserver as a DaemonSet")
+			out, err := selfhost(ctx, cfg, "bootstrap", "--metrics-kubelet-insecure-tls")
+			wall := time.Since(start)
+			total, failed, longest, errs := p.result()
+			t.Logf("pivot wall time %s (including the kill and resume); prober: %d requests at %d/s, %d failed, longest gap %s",
+				wall.Round(time.Second), total, probeRate, failed, longest.Round(time.Millisecond))
+			if err != nil {
+				t.Fatalf("resumed bootstrap failed: %v\n%s", err, out)
+			}
+			for _, e := range errs {
+				t.Logf("failed request: %s", e)
+			}
+			if failed > 0 {
+				t.Errorf("%d of %d API requests failed during the pivot", failed, total)
+			}
+			return ctx
+		}).
+		Assess("verify passes", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			mustVerify(ctx, t, cfg, 3*time.Minute)
+			return ctx
+		}).
+		Assess("only etcd is left static", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			pods, err := clientset(t, cfg).CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range pods.Items {
+				if _, mirror := p.Annotations["kubernetes.io/config.mirror"]; mirror && p.Labels["component"] != "etcd" {
+					t.Errorf("static pod %s is still running", p.Name)
+				}
+			}
+			return ctx
+		}).
+		Assess("a rerun is a no-op", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			start := time.Now()
+			out, err := selfhost(ctx, cfg, "bootstrap", "--metrics-kubelet-insecure-tls")
+			if err != nil {
+				t.Fatalf("rerun failed: %v\n%s", err, out)
+			}
+			for _, line := range strings.Split(out, "\n") {
+				if strings.Contains(line, " ✓ ") && !strings.Contains(line, "already done") && !strings.Contains(line, "preflight") {
+					t.Errorf("the rerun did work: %s", line)
+				}
+			}
+			t.Logf("rerun took %s", time.Since(start).Round(time.Millisecond))
+			return ctx
+		}).
+		Assess("the canaries are byte-identical", checkCanaries).
+		Feature()
+
+	ha := features.New("losing a control-plane node").
+		Assess("the API answers and the leases move; the node rejoins", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			client := clientset(t, cfg)
+			holder := leaseHolderNode(ctx, t, client, "kube-controller-manager")
+			p, err := startProber(cfg.KubeconfigFile())
+			if err != nil {
+				t.Fatal(err)
+			}
+			stopped := time.Now()
+			docker(ctx, t, "stop", holder)
+			back := waitAPI(ctx, t, client, stopped)
+			t.Logf("stopped %s (the controller-manager leader); the API answered %s later", holder, back.Round(time.Millisecond))
+			for _, lease := range []string{"kube-controller-manager", "kube-scheduler"} {
+				waitLeaseOff(ctx, t, client, lease, holder, 2*time.Minute)
+			}
+			t.Logf("leases moved off %s %s after the stop", holder, time.Since(stopped).Round(time.Second))
+			total, failed, longest, _ := p.result()
+			t.Logf("prober while %s was down: %d requests, %d failed, longest gap %s", holder, total, failed, longest.Round(time.Millisecond))
+			docker(ctx, t, "start", holder)
+			mustVerify(ctx, t, cfg, 5*time.Minute)
+			t.Logf("%s rejoined and verify passed %s after the stop", holder, time.Since(stopped).Round(time.Second))
+			return ctx
+		}).
+		Assess("the canaries are byte-identical", checkCanaries).
+		Feature()
+
+	testenv.Test(t, pivot, ha)
+}
+
+func clientset(t *testing.T, cfg *envconf.Config) kubernetes.Interface {
+	t.Helper()
+	c, err := kubernetes.NewForConfig(cfg.Client().RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// selfhost runs the real plugin binary, as a user would.
+func selfhost(ctx context.Context, cfg *envconf.Config, args ...string) (string, error) {
+	bin, _ := filepath.Abs("../bin/kubectl-selfhost")
+	cmd := exec.CommandContext(ctx, bin, append(args, "--kubeconfig", cfg.KubeconfigFile())...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// killBootstrapAfter starts bootstrap and SIGKILLs it once marker is printed.
+func killBootstrapAfter(ctx context.Context, t *testing.T, cfg *envconf.Config, marker string) {
+	t.Helper()
+	bin, _ := filepath.Abs("../bin/kubectl-selfhost")
+	cmd := exec.CommandContext(ctx, bin, "bootstrap", "--metrics-kubelet-insecure-tls", "--kubeconfig", cfg.KubeconfigFile())
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	scanner := bufio.NewScanner(stdout)
+	for scanner.Scan() {
+		log.WriteString(scanner.Text() + "\n")
+		if strings.Contains(scanner.Text(), marker) {
+			cmd.Process.Signal(syscall.SIGKILL)
+			cmd.Wait()
+			t.Logf("killed bootstrap with SIGKILL after %q", marker)
+			return
+		}
+	}
+	err = cmd.Wait()
+	t.Fatalf("bootstrap ended (%v) before %q:\n%s", err, marker, log.String())
+}
+
+func mustVerify(ctx context.Context, t *testing.T, cfg *envconf.Config, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		out, err := selfhost(ctx, cfg, "verify", "-o", "json")
+		var r verify.Report
+		jerr := json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &r)
+		if err == nil && jerr == nil && r.Passed {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("verify did not pass within %s: %v\n%s", within, err, out)
+		}
+		time.Sleep(5 * time.Second)
+	}
+}
+
+func docker(ctx context.Context, t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput(); err != nil {
+		t.Fatalf("docker %v: %v\n%s", args, err, out)
+	}
+}
+
+// waitAPI returns how long after since the API first answered.
+func waitAPI(ctx context.Context, t *testing.T, client kubernetes.Interface, since time.Time) time.Duration {
+	t.Helper()
+	for time.Since(since) < time.Minute {
+		if _, err := client.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{}); err == nil {
+			return time.Since(since)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("the API did not answer within a minute of losing one control-plane node")
+	return 0
+}
+
+// leaseHolderNode is the node whose process holds a leader-election lease.
+func leaseHolderNode(ctx context.Context, t *testing.T, client kubernetes.Interface, name string) string {
+	t.Helper()
+	l, err := client.CoordinationV1().Leases("kube-system").Get(ctx, name, metav1.GetOptions{})
+	if err != nil || l.Spec.HolderIdentity == nil {
+		t.Fatalf("lease %s: %v", name, err)
+	}
+	node, _, _ := strings.Cut(*l.Spec.HolderIdentity, "_")
+	return node
+}
+
+func waitLeaseOff(ctx context.Context, t *testing.T, client kubernetes.Interface, name, node string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var l *coordinationv1.Lease
+	for time.Now().Before(deadline) {
+		var err error
+		l, err = client.CoordinationV1().Leases("kube-system").Get(ctx, name, metav1.GetOptions{})
+		if err == nil && l.Spec.HolderIdentity != nil && !strings.HasPrefix(*l.Spec.HolderIdentity, node+"_") &&
+			l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) < 10*time.Second {
+			return
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("lease %s did not move off %s within %s", name, node, within)
+}
+
+// writeCanaries creates ConfigMaps and Secrets of random bytes and returns their digest.
+func writeCanaries(ctx context.Context, t *testing.T, client kubernetes.Interface) string {
+	t.Helper()
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: canaryNS}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range canaryCount {
+		b := make([]byte, 512)
+		rand.Read(b)
+		name := fmt.Sprintf("canary-%03d", i)
+		if _, err := client.CoreV1().ConfigMaps(canaryNS).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, BinaryData: map[string][]byte{"data": b}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.CoreV1().Secrets(canaryNS).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string][]byte{"data": b}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return canaryDigest(ctx, t, client)
+}
+
+func canaryDigest(ctx context.Context, t *testing.T, client kubernetes.Interface) string {
+	t.Helper()
+	cms, err := client.CoreV1().ConfigMaps(canaryNS).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets, err := client.CoreV1().Secrets(canaryNS).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, c := range cms.Items {
+		if strings.HasPrefix(c.Name, "canary-") {
+			lines = append(lines, "cm/"+c.Name+"/"+hex.EncodeToString(c.BinaryData["data"]))
+		}
+	}
+	for _, s := range secrets.Items {
+		if strings.HasPrefix(s.Name, "canary-") {
+			lines = append(lines, "secret/"+s.Name+"/"+hex.EncodeToString(s.Data["data"]))
+		}
+	}
+	if len(lines) != 2*canaryCount {
+		t.Fatalf("%d canaries, want %d", len(lines), 2*canaryCount)
+	}
+	sort.Strings(lines)
+	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
+	return hex.EncodeToString(sum[:])
+}
+
+func checkCanaries(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	want, _ := ctx.Value(ctxKey("canaries")).(string)
+	if want == "" {
+		t.Fatal("no canary digest recorded")
+	}
+	if got := canaryDigest(ctx, t, clientset(t, cfg)); got != want {
+		t.Errorf("canaries changed: digest %s, want %s", got, want)
+	}
+	return ctx
+}
