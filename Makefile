@@ -17,7 +17,7 @@ build: ## build bin/kubectl-selfhost and bin/pod-checkpointer
 	@if [ -f cmd/pod-checkpointer/main.go ]; then $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/pod-checkpointer ./cmd/pod-checkpointer; fi
 
 unit: ## fast tests, no Docker
-	$(GO) test -race -count=1 ./cmd/... ./plugin/... ./manifests/... ./e2e/images/envoy/... ./krew/...
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./cmd/... ./plugin/... ./manifests/... ./e2e/images/envoy/... ./krew/...
 
 test: unit e2e ## everything CI runs: unit tests, then the e2e suite on an HA kind cluster
 
