@@ -94,6 +94,10 @@ func appliedByUs(ctx context.Context, d dynamic.Interface, data []byte) (bool, e
 		if err != nil {
 			return false, nil
 		}
+		// Applying nothing but a name owns no field, so leaves no trace.
+		if !setsFields(obj) {
+			continue
+		}
 		ours := false
 		for _, mf := range live.GetManagedFields() {
 			ours = ours || (mf.Manager == FieldManager && mf.Operation == metav1.ManagedFieldsOperationApply)
@@ -103,4 +107,20 @@ func appliedByUs(ctx context.Context, d dynamic.Interface, data []byte) (bool, e
 		}
 	}
 	return true, nil
+}
+
+// setsFields reports whether a manifest object sets anything beyond its identity.
+func setsFields(obj *unstructured.Unstructured) bool {
+	for k := range obj.Object {
+		if k != "apiVersion" && k != "kind" && k != "metadata" {
+			return true
+		}
+	}
+	meta, _ := obj.Object["metadata"].(map[string]any)
+	for k := range meta {
+		if k != "name" && k != "namespace" {
+			return true
+		}
+	}
+	return false
 }
