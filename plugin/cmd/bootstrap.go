@@ -76,22 +76,17 @@ func (o *BootstrapOptions) Validate() error {
 
 // Complete builds the clients from kubectl's flags.
 func (o *BootstrapOptions) Complete() error {
-	cfg, err := o.configFlags.ToRESTConfig()
+	cfg, client, err := clientsFor(o.configFlags)
 	if err != nil {
-		return fmt.Errorf("cannot load a kubeconfig: %w", err)
-	}
-	if o.client, err = kubernetes.NewForConfig(cfg); err != nil {
 		return err
 	}
+	o.client = client
 	o.dynamic, err = dynamic.NewForConfig(cfg)
 	return err
 }
 
 // Run checks, then pivots (or prints the plan).
 func (o *BootstrapOptions) Run(ctx context.Context) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	start := time.Now()
 	status := pivot.NewStatus(o.Out, isTerminal(o.Out))
 	cluster, err := pivot.Discover(ctx, o.client)

@@ -3,9 +3,13 @@
 package cmd
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 // NewRootCommand returns `kubectl selfhost` and its subcommands.
@@ -30,4 +34,14 @@ API server back when every copy of it is gone.`,
 		NewVersionCommand(streams, configFlags),
 	)
 	return root
+}
+
+// clientsFor loads kubectl's connection flags into a REST config and a clientset.
+func clientsFor(configFlags *genericclioptions.ConfigFlags) (*rest.Config, kubernetes.Interface, error) {
+	cfg, err := configFlags.ToRESTConfig()
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot load a kubeconfig: %w", err)
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	return cfg, client, err
 }

@@ -74,19 +74,13 @@ func (o *VerifyOptions) Validate() error {
 
 // Complete builds the client from kubectl's flags.
 func (o *VerifyOptions) Complete() error {
-	cfg, err := o.configFlags.ToRESTConfig()
-	if err != nil {
-		return fmt.Errorf("cannot load a kubeconfig: %w", err)
-	}
-	o.client, err = kubernetes.NewForConfig(cfg)
+	_, client, err := clientsFor(o.configFlags)
+	o.client = client
 	return err
 }
 
 // Run prints the report; a failed check makes the command fail.
 func (o *VerifyOptions) Run(ctx context.Context) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	v := &verify.Verifier{
 		Client:        o.client,
 		ClusterDomain: o.ClusterDomain,
