@@ -35,7 +35,7 @@ images: ## build every e2e image offline, skipping those whose inputs are unchan
 
 e2e: images build ## HA kind cluster from the local images, then the e2e suite (E2E_KEEP=1 keeps it)
 	$(GO) build -trimpath -o bin/kind sigs.k8s.io/kind
-	@start=$$(date +%s); rc=0; $(GO) test -count=1 -timeout 45m -v $(E2E_FLAGS) ./e2e/ || rc=$$?; \
+	@start=$$(date +%s); rc=0; $(GO) test -count=1 -timeout 75m -v $(E2E_FLAGS) ./e2e/ || rc=$$?; \
 	  echo "make e2e: suite $$(( $$(date +%s) - start ))s"; exit $$rc
 
 demo: images build ## HA kind cluster -> bootstrap -> verify (the cluster stays up)

@@ -6,6 +6,9 @@
 //	E2E_NODE_IMAGE  kind node image (default kindest/node:v1.37.2)
 //	E2E_KIND        kind binary (default ../bin/kind)
 //	E2E_KEEP=1      keep the cluster afterwards (delete it with `kind delete cluster --name selfhost-e2e`)
+//
+// A run finds a kept cluster and reuses it, so E2E_KEEP=1 with
+// E2E_FLAGS='-run TestRecovery' drills a cluster an earlier run pivoted.
 package e2e
 
 import (

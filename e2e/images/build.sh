@@ -136,16 +136,13 @@ rootfs_path() { echo "$OUT/cache/rootfs-$1-$(hash_inputs "$SUITE" "$MIRROR" "$2"
 rootfs_tar() {
   local name=$1 pkgs=$2 tar dir
   tar=$(rootfs_path "$name" "$pkgs")
-  if [ -n "${PREFETCH[$name]:-}" ]; then
-    wait "${PREFETCH[$name]}" || die "debootstrap of $name failed (log: $OUT/cache/rootfs-$name.log)"
-    unset "PREFETCH[$name]"
-  fi
   if [ ! -f "$tar" ]; then
     dir=$OUT/cache/rootfs-$name
     rm -rf "$dir"
     log "debootstrap $SUITE ($name; log: $dir.log)"
-    mkdir -p "$OUT/cache/debs"
-    debootstrap --variant=minbase --cache-dir="$OUT/cache/debs" --include="$pkgs" "$SUITE" "$dir" "$MIRROR" >"$dir.log" 2>&1 \
+    # One package cache per rootfs: two debootstraps may run at once.
+    mkdir -p "$OUT/cache/debs-$name"
+    debootstrap --variant=minbase --cache-dir="$OUT/cache/debs-$name" --include="$pkgs" "$SUITE" "$dir" "$MIRROR" >"$dir.log" 2>&1 \
       || { tail -n 20 "$dir.log" >&2; die "debootstrap of $name failed"; }
     rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* "$dir"/var/log/* "$dir"/etc/resolv.conf
     tar -C "$dir" --numeric-owner -cf "$tar.tmp" . && mv "$tar.tmp" "$tar"
@@ -358,15 +355,25 @@ K8S_IN=$(hash_inputs "$GOVERSION" "$(mods kubernetes)" "$(fn_hash bin_kubernetes
 T0=$SECONDS
 # debootstrap is mostly download: run it beside the Go builds when an image will need it.
 declare -A PREFETCH=()
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT # no orphaned debootstrap after a failure
 prefetch() { # prefetch NAME PACKAGES IMAGE
   if [ ! -f "$(rootfs_path "$1" "$2")" ] && [ -z "$(image_hash "$3")" ]; then
     rootfs_tar "$1" "$2" >/dev/null &
     PREFETCH[$1]=$!
   fi
 }
+# await NAME: waits for NAME's prefetch. Only the main shell can wait for it,
+# so this runs before the step, never inside a $(...).
+await() {
+  if [ -n "${PREFETCH[$1]:-}" ]; then
+    wait "${PREFETCH[$1]}" || die "debootstrap of $1 failed (log: $OUT/cache/rootfs-$1.log)"
+    unset "PREFETCH[$1]"
+  fi
+}
 prefetch node "$NODE_PACKAGES" "$NODE_IMAGE"
 prefetch userland "$USERLAND_PACKAGES" "$USERLAND_IMAGE"
 h_userland=$(hash_inputs "$(fn_hash build_userland rootfs_tar)" "$SUITE" "$MIRROR" "$USERLAND_PACKAGES" "$PATH_ENV")
+await userland
 step "$USERLAND_IMAGE" "$h_userland" build_userland
 h_static=$(hash_inputs "$(fn_hash build_static)" /bin/busybox)
 step "$STATIC_IMAGE" "$h_static" build_static
@@ -394,6 +401,7 @@ preload_hashes=$(for img in "${PRELOAD[@]}"; do image_hash "$img"; done)
 kindfiles=$("$GO" env GOMODCACHE)/sigs.k8s.io/kind@$KIND_VERSION/images/base/files
 h_node=$(hash_inputs "$K8S_IN" "$GOVERSION" "$(mods containerd)" "$(fn_hash build_node bin_containerd rootfs_tar)" \
   "$SUITE" "$MIRROR" "$NODE_PACKAGES" "$KIND_VERSION" "$kindfiles" "$preload_hashes")
+await node
 step "$NODE_IMAGE" "$h_node" build_node
 
 [ -x "$HERE/envoy/build.sh" ] || die "$HERE/envoy/build.sh is missing: the load-balancer image cannot be built"

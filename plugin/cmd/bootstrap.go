@@ -14,6 +14,7 @@ import (
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/images"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/pivot"
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/progress"
 )
 
 // BootstrapOptions are the inputs of `kubectl selfhost bootstrap`.
@@ -88,7 +89,7 @@ func (o *BootstrapOptions) Complete() error {
 // Run checks, then pivots (or prints the plan).
 func (o *BootstrapOptions) Run(ctx context.Context) error {
 	start := time.Now()
-	status := pivot.NewStatus(o.Out, isTerminal(o.Out))
+	status := progress.NewStatus(o.Out, isTerminal(o.Out))
 	cluster, err := pivot.Discover(ctx, o.client)
 	if err != nil {
 		return err

@@ -29,3 +29,14 @@ func NodeReady(n *corev1.Node) bool {
 	}
 	return false
 }
+
+// OwnedBy reports whether one of the pod's owners is kind/name,
+// for example DaemonSet/kube-apiserver.
+func OwnedBy(p *corev1.Pod, kind, name string) bool {
+	for _, o := range p.OwnerReferences {
+		if o.Kind == kind && o.Name == name {
+			return true
+		}
+	}
+	return false
+}

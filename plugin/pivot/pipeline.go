@@ -11,6 +11,8 @@ import (
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/progress"
 )
 
 // Action is one step of the pivot.
@@ -27,11 +29,11 @@ type Action interface {
 type Context struct {
 	Client  kubernetes.Interface
 	Dynamic dynamic.Interface
-	Status  *Status
+	Status  *progress.Status
 	Options Options
 	Cluster *Cluster
 
-	step *Step
+	step *progress.Step
 }
 
 // Waiting reports what the running action waits on.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/progress"
 )
 
 // fakeAction is done once executed, like a real step's outcome in the cluster.
@@ -33,7 +35,7 @@ func (a *fakeAction) Execute(ctx context.Context, c *Context) error {
 }
 
 func newContext(out *bytes.Buffer) *Context {
-	return &Context{Status: NewStatus(out, false), Options: Options{StepTimeout: time.Minute}}
+	return &Context{Status: progress.NewStatus(out, false), Options: Options{StepTimeout: time.Minute}}
 }
 
 func TestRunSkipsDoneAndResumes(t *testing.T) {

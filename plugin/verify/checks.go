@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -87,7 +86,7 @@ func (v *Verifier) checkAPIServer(ctx context.Context, c *cluster) Result {
 	perNode := map[string]int{}
 	for i := range c.pods {
 		p := &c.pods[i]
-		if ownedBy(p, "DaemonSet", name) && kube.PodReady(p) {
+		if kube.OwnedBy(p, "DaemonSet", name) && kube.PodReady(p) {
 			perNode[p.Spec.NodeName]++
 		}
 	}
@@ -104,15 +103,6 @@ func (v *Verifier) checkAPIServer(ctx context.Context, c *cluster) Result {
 		return fail(name, "static manifest still present on %s", strings.Join(left, ", "))
 	}
 	return pass(name, "DaemonSet %d/%d ready, one per control-plane node, no static manifest", st.NumberReady, st.DesiredNumberScheduled)
-}
-
-func ownedBy(p *corev1.Pod, kind, name string) bool {
-	for _, o := range p.OwnerReferences {
-		if o.Kind == kind && o.Name == name {
-			return true
-		}
-	}
-	return false
 }
 
 func (v *Verifier) checkDeployment(ctx context.Context, c *cluster, name string) Result {
@@ -154,7 +144,7 @@ func (v *Verifier) checkCheckpointer(ctx context.Context, c *cluster) []Result {
 	const name = "pod-checkpointer"
 	readyOn := map[string]bool{}
 	for i := range c.pods {
-		if p := &c.pods[i]; ownedBy(p, "DaemonSet", CheckpointerDaemonSet) && kube.PodReady(p) {
+		if p := &c.pods[i]; kube.OwnedBy(p, "DaemonSet", CheckpointerDaemonSet) && kube.PodReady(p) {
 			readyOn[p.Spec.NodeName] = true
 		}
 	}
@@ -170,7 +160,7 @@ func (v *Verifier) checkCheckpointer(ctx context.Context, c *cluster) []Result {
 	}
 	apiPods := map[string]string{} // node -> API server pod
 	for i := range c.pods {
-		if p := &c.pods[i]; ownedBy(p, "DaemonSet", "kube-apiserver") {
+		if p := &c.pods[i]; kube.OwnedBy(p, "DaemonSet", "kube-apiserver") {
 			apiPods[p.Spec.NodeName] = p.Name
 		}
 	}

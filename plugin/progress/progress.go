@@ -1,4 +1,6 @@
-package pivot
+// Package progress shows long operations: the step, its elapsed time and what
+// it waits on, rewritten in place on a terminal and as plain lines elsewhere.
+package progress
 
 import (
 	"fmt"
@@ -28,7 +30,13 @@ type Step struct {
 	s     *Status
 	name  string
 	start time.Time
+	// What Waiting last printed, and when: off a terminal a wait that has
+	// not changed is repeated only every repeatEvery.
+	lastWait   string
+	lastWaitAt time.Time
 }
+
+const repeatEvery = 10 * time.Second
 
 // Start announces a step.
 func (s *Status) Start(name string) *Step {
@@ -42,7 +50,18 @@ func (st *Step) Waiting(format string, args ...any) {
 	if st == nil {
 		return
 	}
-	st.s.line(" • %s [%s] waiting for %s", st.name, st.elapsed(), fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	st.s.mu.Lock()
+	now := st.s.now()
+	repeat := !st.s.tty && msg == st.lastWait && now.Sub(st.lastWaitAt) < repeatEvery
+	if !repeat {
+		st.lastWait, st.lastWaitAt = msg, now
+	}
+	st.s.mu.Unlock()
+	if repeat {
+		return
+	}
+	st.s.line(" • %s [%s] waiting for %s", st.name, st.elapsed(), msg)
 }
 
 // Skip ends a step that had nothing to do.

@@ -1,0 +1,489 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/e2e-framework/pkg/envconf"
+	"sigs.k8s.io/e2e-framework/pkg/features"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/kube"
+)
+
+// Targets from the recovery issue.
+const (
+	apiBackAfterDrill       = 45 * time.Second
+	recoveryAfterAllRestart = 150 * time.Second
+	// runs of scenarios 1 and 2, for a median.
+	drillRuns = 3
+	// badFlag is an API server flag that does not exist.
+	badFlag = "--selfhost-e2e-no-such-flag=true"
+)
+
+// TestRecovery breaks the self-hosted control plane that TestPivot leaves, in
+// every way the checkpointer is meant to survive, and proves it comes back
+// with no help. Every scenario ends with verify passing and the canaries
+// byte-identical.
+func TestRecovery(t *testing.T) {
+	f := features.New("the self-hosted control plane brings itself back").
+		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			_, err := clientset(t, cfg).AppsV1().DaemonSets(kube.Namespace).Get(ctx, "kube-apiserver", metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				t.Skip("the control plane is not self-hosted: TestPivot did not run or failed")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if canaryDigestWant == "" { // a reused cluster (E2E_KEEP=1): take its canaries as they are
+				canaryDigestWant = canaryDigest(ctx, t, clientset(t, cfg))
+			}
+			mustVerify(ctx, t, cfg, 5*time.Minute)
+			return ctx
+		}).
+		Assess("1. deleting every API server pod: verify --drill apiserver", drillDeleteAPIServers).
+		Assess("6. a bad API server rollout is survived, never checkpointed, and rolled back", badRollout).
+		Assess("3. a parent moved off a node loses its checkpoint there", unscheduleParent).
+		Assess("5. with every API server stopped, a restarted node starts its checkpoints from disk", apiDownNodeRestart).
+		Assess("2. restarting every control-plane node at once", restartAllControlPlane).
+		Assess("4. removing the checkpointer cleans up every checkpoint; bootstrap reinstalls it", removeCheckpointer).
+		Feature()
+	testenv.Test(t, f)
+}
+
+// drillResult is the part of `verify --drill -o json` the suite reads.
+type drillResult struct {
+	Passed bool `json:"passed"`
+	Drill  struct {
+		Passed         bool    `json:"passed"`
+		Error          string  `json:"error"`
+		Requests       int     `json:"requests"`
+		FailedRequests int     `json:"failedRequests"`
+		LongestGap     float64 `json:"longestGapSeconds"`
+		APIBack        float64 `json:"apiBackSeconds"`
+		Recovered      float64 `json:"recoveredSeconds"`
+		SteppedDown    float64 `json:"steppedDownSeconds"`
+	} `json:"drill"`
+}
+
+func drillDeleteAPIServers(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	var back, recovered []float64
+	for run := 1; run <= drillRuns; run++ {
+		stdout, stderr, err := selfhostSplit(ctx, cfg, "verify", "--drill", "apiserver", "--yes", "-o", "json",
+			"--max-recovery", apiBackAfterDrill.String())
+		var r drillResult
+		if jerr := json.Unmarshal([]byte(stdout), &r); jerr != nil {
+			t.Fatalf("run %d: verify --drill: %v, output not JSON (%v):\n%s\n%s", run, err, jerr, stdout, stderr)
+		}
+		d := r.Drill
+		t.Logf("run %d: %d of %d requests failed, longest gap %.1fs, API back after %.1fs, recovered in %.1fs, checkpoints stepped down after %.1fs",
+			run, d.FailedRequests, d.Requests, d.LongestGap, d.APIBack, d.Recovered, d.SteppedDown)
+		if err != nil || !r.Passed {
+			t.Fatalf("run %d: verify --drill apiserver failed (%v): %s\n%s", run, err, d.Error, stderr)
+		}
+		if time.Duration(d.APIBack*float64(time.Second)) > apiBackAfterDrill {
+			t.Errorf("run %d: the API came back after %.1fs, over the %s target", run, d.APIBack, apiBackAfterDrill)
+		}
+		back, recovered = append(back, d.APIBack), append(recovered, d.Recovered)
+		checkCanaries(ctx, t, cfg)
+	}
+	t.Logf("median of %d runs: API back after %.1fs, recovered in %.1fs", drillRuns, median(back), median(recovered))
+	return ctx
+}
+
+func badRollout(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	client := clientset(t, cfg)
+	dss := client.AppsV1().DaemonSets(kube.Namespace)
+	patch := func(ops string) {
+		t.Helper()
+		if _, err := dss.Patch(ctx, "kube-apiserver", types.JSONPatchType, []byte(ops), metav1.PatchOptions{}); err != nil {
+			t.Fatalf("patching the kube-apiserver DaemonSet: %v", err)
+		}
+	}
+	p, err := startProber(cfg.KubeconfigFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch(`[{"op":"add","path":"/spec/template/spec/containers/0/command/-","value":"` + badFlag + `"}]`)
+	bad := waitCrashLooping(ctx, t, client, 3*time.Minute)
+	t.Logf("the bad pod %s crash-loops on %s", bad.Name, bad.Spec.NodeName)
+	// Give a checkpointer every chance to take the bad spec: longer than
+	// the time a good parent needs to be checkpointed.
+	time.Sleep(45 * time.Second)
+	assertNoCheckpointHas(ctx, t, badFlag)
+	total, failed, longest, errs := p.result()
+	t.Logf("during the bad rollout: %d requests, %d failed, longest gap %s", total, failed, longest.Round(time.Millisecond))
+	if longest > 10*time.Second {
+		t.Errorf("the API was unreachable for %s during a one-node bad rollout: %v", longest, errs)
+	}
+
+	ds, err := dss.Get(ctx, "kube-apiserver", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := len(ds.Spec.Template.Spec.Containers[0].Command) - 1
+	if ds.Spec.Template.Spec.Containers[0].Command[last] != badFlag {
+		t.Fatalf("the bad flag is not the last argument any more: %v", ds.Spec.Template.Spec.Containers[0].Command)
+	}
+	patch(fmt.Sprintf(`[{"op":"test","path":"/spec/template/spec/containers/0/command/%d","value":"%s"},{"op":"remove","path":"/spec/template/spec/containers/0/command/%d"}]`, last, badFlag, last))
+	start := time.Now()
+	mustVerify(ctx, t, cfg, 5*time.Minute)
+	t.Logf("rolled back; verify passed %s later", time.Since(start).Round(time.Second))
+	assertNoCheckpointHas(ctx, t, badFlag)
+	checkCanaries(ctx, t, cfg)
+	return ctx
+}
+
+// waitCrashLooping waits for an API server pod that has restarted.
+func waitCrashLooping(ctx context.Context, t *testing.T, client kubernetes.Interface, within time.Duration) corev1.Pod {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		pods, err := client.CoreV1().Pods(kube.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=kube-apiserver"})
+		if err == nil {
+			for _, p := range pods.Items {
+				for _, cs := range p.Status.ContainerStatuses {
+					if cs.RestartCount > 0 && slices.Contains(p.Spec.Containers[0].Command, badFlag) {
+						return p
+					}
+				}
+			}
+		}
+		time.Sleep(2 * time.Second)
+	}
+	t.Fatalf("no API server pod with %s crash-looped within %s", badFlag, within)
+	return corev1.Pod{}
+}
+
+// assertNoCheckpointHas greps every checkpoint on every control-plane node.
+func assertNoCheckpointHas(ctx context.Context, t *testing.T, needle string) {
+	t.Helper()
+	for _, n := range controlPlaneContainers(ctx, t) {
+		out, _ := exec.CommandContext(ctx, "docker", "exec", n, "sh", "-c",
+			"grep -l -r -F -e '"+needle+"' /etc/kubernetes/manifests /etc/kubernetes/inactive-manifests 2>/dev/null || true").CombinedOutput()
+		if s := strings.TrimSpace(string(out)); s != "" {
+			t.Errorf("%s: a checkpoint holds %s: %s", n, needle, s)
+		}
+	}
+}
+
+func unscheduleParent(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	client := clientset(t, cfg)
+	const name = "drill-parent"
+	ds := parentDaemonSet(name)
+	if _, err := client.AppsV1().DaemonSets(kube.Namespace).Create(ctx, ds, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer client.AppsV1().DaemonSets(kube.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
+	nodes := controlPlaneContainers(ctx, t)
+	parents := waitCheckpointed(ctx, t, client, name, nodes, 3*time.Minute)
+	victim := nodes[0]
+	t.Logf("checkpointed on every control-plane node: %v; moving it off %s", parents, victim)
+
+	ds, err := client.AppsV1().DaemonSets(kube.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds.Spec.Template.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+			MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "kubernetes.io/hostname", Operator: corev1.NodeSelectorOpNotIn, Values: []string{victim}}},
+		}}},
+	}}
+	if _, err := client.AppsV1().DaemonSets(kube.Namespace).Update(ctx, ds, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	deadline := start.Add(3 * time.Minute)
+	for {
+		st, err := checkpoint.ReadNodeStatus(ctx, client.CoreV1().ConfigMaps(kube.Namespace), victim)
+		phase := phaseOf(st, parents[victim])
+		if phase == checkpoint.PhaseActive {
+			t.Fatalf("the checkpoint of %s on %s became active though the API moved it away", parents[victim], victim)
+		}
+		files := nodeFiles(ctx, t, victim, parents[victim])
+		if err == nil && (phase == checkpoint.PhaseNone || phase == checkpoint.PhaseRemoved) && files == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the checkpoint of %s on %s was not removed within 3m (phase %s, files %q)", parents[victim], victim, phase, files)
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("its checkpoint on %s was removed %s after the move", victim, time.Since(start).Round(time.Second))
+	for _, n := range nodes[1:] {
+		st, err := checkpoint.ReadNodeStatus(ctx, client.CoreV1().ConfigMaps(kube.Namespace), n)
+		if err != nil || phaseOf(st, parents[n]) != checkpoint.PhaseInactive {
+			t.Errorf("%s: the checkpoint of %s is %s (%v), want inactive", n, parents[n], phaseOf(st, parents[n]), err)
+		}
+	}
+	checkCanaries(ctx, t, cfg)
+	return ctx
+}
+
+// parentDaemonSet asks for a checkpoint of a pause-like pod on each control-plane node.
+func parentDaemonSet(name string) *appsv1.DaemonSet {
+	labels := map[string]string{"app": name}
+	return &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: kube.Namespace},
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{checkpoint.CheckpointAnnotation: "true"}},
+				Spec: corev1.PodSpec{
+					NodeSelector:                  map[string]string{kube.ControlPlaneLabel: ""},
+					Tolerations:                   []corev1.Toleration{{Key: controlPlaneTaint, Effect: corev1.TaintEffectNoSchedule}},
+					TerminationGracePeriodSeconds: new(int64),
+					Containers: []corev1.Container{{
+						Name: "sleep", Image: busyboxImage, ImagePullPolicy: corev1.PullIfNotPresent,
+						Command: []string{"sleep", "86400"},
+					}},
+				},
+			},
+		},
+	}
+}
+
+// waitCheckpointed waits for an inactive checkpoint of the DaemonSet's pod on
+// every node and returns node -> pod.
+func waitCheckpointed(ctx context.Context, t *testing.T, client kubernetes.Interface, ds string, nodes []string, within time.Duration) map[string]string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		parents := map[string]string{}
+		pods, err := client.CoreV1().Pods(kube.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + ds})
+		if err == nil {
+			for _, p := range pods.Items {
+				parents[p.Spec.NodeName] = p.Name
+			}
+		}
+		ok := 0
+		for _, n := range nodes {
+			st, err := checkpoint.ReadNodeStatus(ctx, client.CoreV1().ConfigMaps(kube.Namespace), n)
+			if err == nil && parents[n] != "" && phaseOf(st, parents[n]) == checkpoint.PhaseInactive {
+				ok++
+			}
+		}
+		if ok == len(nodes) {
+			return parents
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d nodes checkpointed %s within %s", ok, len(nodes), ds, within)
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+func apiDownNodeRestart(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	nodes := controlPlaneContainers(ctx, t)
+	victim := nodes[len(nodes)-1]
+	quick := quickClient(t, cfg)
+	// Stop every kubelet, so nothing restarts an API server, then kill them all.
+	for _, n := range nodes {
+		nodeShell(ctx, t, n, "systemctl stop kubelet")
+	}
+	defer func() { // whatever happens, give the cluster its kubelets back
+		for _, n := range nodes {
+			exec.Command("docker", "exec", n, "systemctl", "start", "kubelet").Run()
+		}
+	}()
+	for _, n := range nodes {
+		nodeShell(ctx, t, n, `for id in $(ctr -n k8s.io containers ls | awk '$2 ~ /kube-apiserver:/ {print $1}'); do ctr -n k8s.io tasks kill -s SIGKILL "$id" 2>/dev/null || true; done`)
+	}
+	down := time.Now()
+	for {
+		if _, err := quick.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{}); err != nil {
+			break
+		}
+		if time.Since(down) > 30*time.Second {
+			t.Fatal("the API still answers 30 s after every API server was killed")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("every API server is down; restarting %s", victim)
+	start := time.Now()
+	docker(ctx, t, "restart", victim)
+	back := waitAPI(ctx, t, quick, start, 3*time.Minute)
+	t.Logf("the API answered through the load balancer %s after %s was restarted, from its checkpoint", back.Round(time.Second), victim)
+	if out := nodeShell(ctx, t, victim, "ls /etc/kubernetes/manifests"); !strings.Contains(out, "kube-system-kube-apiserver-") {
+		t.Errorf("%s runs no API server checkpoint; its manifests: %s", victim, out)
+	}
+	for _, n := range nodes {
+		nodeShell(ctx, t, n, "systemctl start kubelet")
+	}
+	mustVerify(ctx, t, cfg, 5*time.Minute)
+	t.Logf("verify passed %s after the restart", time.Since(start).Round(time.Second))
+	checkCanaries(ctx, t, cfg)
+	return ctx
+}
+
+func restartAllControlPlane(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	quick := quickClient(t, cfg)
+	var back, recovered []float64
+	for run := 1; run <= drillRuns; run++ {
+		nodes := controlPlaneContainers(ctx, t) // in address order
+		before := nodeAddresses(ctx, t, nodes)
+		start := time.Now()
+		// `docker stop` stops them in parallel; starting them in address
+		// order gives each its address back, as a rebooted machine keeps its own.
+		docker(ctx, t, append([]string{"stop", "--time", "10"}, nodes...)...)
+		for _, n := range nodes {
+			docker(ctx, t, "start", n)
+		}
+		if after := nodeAddresses(ctx, t, nodes); !slices.Equal(after, before) {
+			t.Fatalf("the nodes came back with other addresses: %v, were %v", after, before)
+		}
+		api := waitAPI(ctx, t, quick, start, recoveryAfterAllRestart)
+		mustVerify(ctx, t, cfg, recoveryAfterAllRestart-time.Since(start))
+		all := time.Since(start)
+		t.Logf("run %d: the API answered after %s; verify passed after %s", run, api.Round(time.Second), all.Round(time.Second))
+		back, recovered = append(back, api.Seconds()), append(recovered, all.Seconds())
+		checkCanaries(ctx, t, cfg)
+	}
+	t.Logf("median of %d runs: API back after %.0fs, verify passed after %.0fs", drillRuns, median(back), median(recovered))
+	return ctx
+}
+
+func removeCheckpointer(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	client := clientset(t, cfg)
+	p, err := startProber(cfg.KubeconfigFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := client.AppsV1().DaemonSets(kube.Namespace).Delete(ctx, "pod-checkpointer", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	nodes := controlPlaneContainers(ctx, t)
+	deadline := start.Add(4 * time.Minute)
+	for {
+		left := map[string]string{}
+		for _, n := range nodes {
+			if files := nodeFiles(ctx, t, n, "kube-system-"); files != "" {
+				left[n] = files
+			}
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("checkpoints left 4m after the checkpointer was deleted: %v", left)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	total, failed, longest, errs := p.result()
+	t.Logf("every checkpoint was removed %s after the DaemonSet was deleted; the API meanwhile: %d requests, %d failed, longest gap %s",
+		time.Since(start).Round(time.Second), total, failed, longest.Round(time.Millisecond))
+	if failed > 0 {
+		t.Errorf("the API failed %d requests while the checkpointer left: %v", failed, errs)
+	}
+	out, err := selfhost(ctx, cfg, "bootstrap", "--metrics-kubelet-insecure-tls")
+	if err != nil {
+		t.Fatalf("bootstrap did not reinstall the checkpointer: %v\n%s", err, out)
+	}
+	mustVerify(ctx, t, cfg, 5*time.Minute)
+	t.Logf("bootstrap reinstalled it; verify passed %s after the deletion", time.Since(start).Round(time.Second))
+	checkCanaries(ctx, t, cfg)
+	return ctx
+}
+
+// controlPlaneContainers lists the control-plane node containers in address order.
+func controlPlaneContainers(ctx context.Context, t *testing.T) []string {
+	t.Helper()
+	out, err := exec.CommandContext(ctx, "docker", "ps", "-a", "--filter", "label=io.x-k8s.kind.cluster="+clusterName,
+		"--filter", "label=io.x-k8s.kind.role=control-plane", "--format", "{{.Names}}").Output()
+	if err != nil {
+		t.Fatalf("listing the control-plane nodes: %v", err)
+	}
+	nodes := strings.Fields(string(out))
+	addrs := map[string]string{}
+	for i, a := range nodeAddresses(ctx, t, nodes) {
+		addrs[nodes[i]] = a
+	}
+	sort.Slice(nodes, func(i, j int) bool { return ipLess(addrs[nodes[i]], addrs[nodes[j]]) })
+	return nodes
+}
+
+func nodeAddresses(ctx context.Context, t *testing.T, nodes []string) []string {
+	t.Helper()
+	var out []string
+	for _, n := range nodes {
+		b, err := exec.CommandContext(ctx, "docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", n).Output()
+		if err != nil {
+			t.Fatalf("docker inspect %s: %v", n, err)
+		}
+		out = append(out, strings.TrimSpace(string(b)))
+	}
+	return out
+}
+
+func ipLess(a, b string) bool {
+	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+	if len(pa) != 4 || len(pb) != 4 {
+		return a < b
+	}
+	for i := range pa {
+		var x, y int
+		fmt.Sscan(pa[i], &x)
+		fmt.Sscan(pb[i], &y)
+		if x != y {
+			return x < y
+		}
+	}
+	return false
+}
+
+func nodeShell(ctx context.Context, t *testing.T, node, script string) string {
+	t.Helper()
+	out, err := exec.CommandContext(ctx, "docker", "exec", node, "sh", "-c", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %s: %v\n%s", node, script, err, out)
+	}
+	return string(out)
+}
+
+// nodeFiles lists the checkpoint files on node whose names contain part.
+func nodeFiles(ctx context.Context, t *testing.T, node, part string) string {
+	t.Helper()
+	return strings.TrimSpace(nodeShell(ctx, t, node,
+		"ls /etc/kubernetes/manifests /etc/kubernetes/inactive-manifests 2>/dev/null | grep -F -e '"+part+"' || true"))
+}
+
+func phaseOf(st checkpoint.NodeStatus, parent string) checkpoint.Phase {
+	for _, cp := range st.Checkpoints {
+		if cp.Parent == parent {
+			return cp.Phase
+		}
+	}
+	return checkpoint.PhaseNone
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}
+
+// selfhostSplit runs the plugin and returns its stdout and stderr apart.
+func selfhostSplit(ctx context.Context, cfg *envconf.Config, args ...string) (string, string, error) {
+	var stdout, stderr strings.Builder
+	cmd := exec.CommandContext(ctx, pluginPath(), append(args, "--kubeconfig", cfg.KubeconfigFile())...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
