@@ -13,7 +13,7 @@ import (
 
 // prober reads the API through kind's load balancer at a fixed rate and
 // records what a client would have seen: failures and the longest gap
-// between two successful answers.
+// between two successful answers (at least 1/probeRate when all is well).
 type prober struct {
 	mu        sync.Mutex
 	total     int
@@ -71,11 +71,12 @@ func (p *prober) record(err error) {
 		if len(p.firstErrs) < 5 {
 			p.firstErrs = append(p.firstErrs, fmt.Sprintf("%s %v", now.Format("15:04:05.000"), err))
 		}
-	} else {
-		p.lastOK = now
 	}
 	if gap := now.Sub(p.lastOK); gap > p.longest {
 		p.longest = gap
+	}
+	if err == nil {
+		p.lastOK = now
 	}
 }
 

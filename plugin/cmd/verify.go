@@ -242,8 +242,8 @@ func printDrill(o *VerifyOptions, d *drillOutcome) {
 	fmt.Fprintf(o.Out, "Drill %s: %s\n", d.Name, verdict)
 	if r := d.Result; r != nil {
 		fmt.Fprintf(o.Out, "  deleted %d kube-apiserver pods: %s\n", len(r.Deleted), strings.Join(r.Deleted, ", "))
-		fmt.Fprintf(o.Out, "  API through %s: %d of %d requests failed, longest gap %s, answering again after %s\n",
-			o.server(), r.FailedRequests, r.Requests, r.LongestGap, r.APIBack)
+		fmt.Fprintf(o.Out, "  API through %s: %d of %d requests failed, longest gap %s, back after %s, steady after %s\n",
+			o.server(), r.FailedRequests, r.Requests, r.LongestGap, r.APIBack, r.APISteady)
 		fmt.Fprintf(o.Out, "  recovered (new API server pods Ready on every control-plane node) in %s (limit %s)\n", r.Recovered, d.MaxRecovery)
 		if r.SteppedDown > 0 {
 			fmt.Fprintf(o.Out, "  checkpoints stepped down after %s\n", r.SteppedDown)

@@ -55,9 +55,11 @@ type Result struct {
 	FailedRequests int      `json:"failedRequests"`
 	// LongestGap is the longest time without a successful answer.
 	LongestGap Seconds `json:"longestGapSeconds"`
-	// APIBack is when the API answered after its last failed request (zero
+	// APIBack is when the API first answered after the outage began, and
+	// APISteady when it answered after its last failed request (both zero
 	// when no request failed).
-	APIBack Seconds `json:"apiBackSeconds"`
+	APIBack   Seconds `json:"apiBackSeconds"`
+	APISteady Seconds `json:"apiSteadySeconds"`
 	// Recovered is when the API answered and a new Ready API server pod ran
 	// on every control-plane node: the time to recovery.
 	Recovered Seconds `json:"recoveredSeconds"`
@@ -156,7 +158,7 @@ func (d *APIServer) Run(ctx context.Context) (*Result, error) {
 // control-plane node runs a Ready API server pod that was not deleted.
 func (d *APIServer) awaitRecovery(ctx context.Context, step *progress.Step, start time.Time, nodes []string, old []corev1.Pod, r *Result) error {
 	deleted := uids(old)
-	lastOK, lastFail, backAt := start, time.Time{}, time.Time{}
+	lastOK, lastFail := start, time.Time{}
 	var lastErr error
 	var back []string
 	tick := time.NewTicker(d.Interval)
@@ -169,8 +171,11 @@ func (d *APIServer) awaitRecovery(ctx context.Context, step *progress.Step, star
 			r.FailedRequests++
 			lastFail, lastErr = now, perr
 		} else {
-			if lastOK.Before(lastFail) {
-				backAt = now // the first answer after a failure
+			if lastOK.Before(lastFail) { // the first answer after a failure
+				if r.APIBack == 0 {
+					r.APIBack = Seconds(now.Sub(start))
+				}
+				r.APISteady = Seconds(now.Sub(start))
 			}
 			lastOK = now
 		}
@@ -182,9 +187,6 @@ func (d *APIServer) awaitRecovery(ctx context.Context, step *progress.Step, star
 				back = readyOn(nodes, pods, deleted)
 			}
 			if len(back) == len(nodes) {
-				if !lastFail.IsZero() {
-					r.APIBack = Seconds(backAt.Sub(start))
-				}
 				r.Recovered = Seconds(now.Sub(start))
 				return nil
 			}

@@ -204,6 +204,7 @@ func TestRunMeasuresTheOutageAndWaitsForTheCheckpointsToStepDown(t *testing.T) {
 	want := map[string][2]Seconds{
 		"longest gap":  {r.LongestGap, Seconds(time.Second)},
 		"API back":     {r.APIBack, Seconds(1250 * time.Millisecond)},
+		"API steady":   {r.APISteady, Seconds(1250 * time.Millisecond)},
 		"recovered":    {r.Recovered, Seconds(1250 * time.Millisecond)},
 		"stepped down": {r.SteppedDown, Seconds(1250 * time.Millisecond)},
 	}
