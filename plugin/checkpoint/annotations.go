@@ -8,6 +8,9 @@ import corev1 "k8s.io/api/core/v1"
 const (
 	CheckpointAnnotation   = "checkpointer.selfhost.dev/checkpoint"
 	CheckpointOfAnnotation = "checkpointer.selfhost.dev/checkpoint-of"
+	// OwnerAnnotation keeps the parent's controller, Kind/name, on its
+	// checkpoint (which has no owner references) to recognise a successor.
+	OwnerAnnotation = "checkpointer.selfhost.dev/owner"
 
 	// Bootkube's names, accepted so that users can migrate.
 	BootkubeCheckpointAnnotation   = "checkpointer.alpha.coreos.com/checkpoint"
@@ -53,4 +56,18 @@ func checkpointOf(a map[string]string) string {
 func IsStaticMirror(pod *corev1.Pod) bool {
 	_, mirror := pod.Annotations[configMirrorAnnotation]
 	return mirror && CheckpointOf(pod) == ""
+}
+
+// Owner is the pod's controller as Kind/name, or its checkpoint's
+// OwnerAnnotation; "" for a pod with no controller.
+func Owner(pod *corev1.Pod) string {
+	if pod == nil {
+		return ""
+	}
+	for _, o := range pod.OwnerReferences {
+		if o.Controller != nil && *o.Controller {
+			return o.Kind + "/" + o.Name
+		}
+	}
+	return pod.Annotations[OwnerAnnotation]
 }

@@ -34,6 +34,14 @@
 //
 // Nothing is removed while the API is down.
 //
+// A parent that the API replaced by a pod of the same controller on the same
+// node (a DaemonSet rollout, or every API server pod deleted) is not moved
+// away: its checkpoint is the last spec that worked here. It activates if the
+// successor is not Ready for Grace.Activate (a crash-looping rollout keeps
+// the old API server serving) and goes only once the successor has been
+// Ready for Grace.HandOver (active) or Grace.Remove (inactive). The
+// checkpoint remembers the controller in OwnerAnnotation.
+//
 // # Port 6443: one hand-over
 //
 // A checkpointed API server and its returning parent both listen on 6443

@@ -121,7 +121,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
 	}
 	var errs []error
 	for _, key := range sorted(keys) {
-		if err := r.reconcileOne(ctx, key, byKey[key], onDisk[key], local, apiUp, now); err != nil {
+		if err := r.reconcileOne(ctx, key, byKey[key], onDisk[key], parents, local, apiUp, now); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -136,7 +136,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
 	return Result{Yield: r.daemonSetCopyRuns(local)}, joinErrs(errs)
 }
 
-func (r *Reconciler) reconcileOne(ctx context.Context, key string, parent *corev1.Pod, od *OnDisk, local []LocalPod, apiUp bool, now time.Time) error {
+func (r *Reconciler) reconcileOne(ctx context.Context, key string, parent *corev1.Pod, od *OnDisk, parents []corev1.Pod, local []LocalPod, apiUp bool, now time.Time) error {
 	namespace, name, _ := strings.Cut(key, "/")
 	st, known := r.states[key]
 	if !known {
@@ -146,6 +146,9 @@ func (r *Reconciler) reconcileOne(ctx context.Context, key string, parent *corev
 		return r.keepSelf(ctx, key, st, parent, od, apiUp, now)
 	}
 	obs := Observation{APIUp: apiUp, ParentInAPI: parent != nil, ParentReady: r.parentReady(parent, od, namespace, name, local, now)}
+	if apiUp && parent == nil && od != nil {
+		obs.SuccessorInAPI, obs.SuccessorReady = r.successor(od.Pod, parents, local, now)
+	}
 	next := Step(st, obs, now, r.Grace)
 
 	var refreshErr, applyErr error
@@ -200,6 +203,26 @@ func (r *Reconciler) keepSelf(ctx context.Context, key string, st State, parent 
 	r.record(key, st, next, Observation{APIUp: apiUp, ParentInAPI: parent != nil, ParentReady: true})
 	r.noteErr(key, "own checkpoint not up to date", err)
 	return err
+}
+
+// successor reports whether the API lists a pod of the checkpoint's
+// controller in its parent's place on this node, and whether one is Ready here.
+func (r *Reconciler) successor(cp *corev1.Pod, parents []corev1.Pod, local []LocalPod, now time.Time) (inAPI, ready bool) {
+	owner := Owner(cp)
+	if owner == "" {
+		return false, false
+	}
+	for i := range parents {
+		p := &parents[i]
+		if p.Namespace != cp.Namespace || p.Name == CheckpointOf(cp) || Owner(p) != owner {
+			continue
+		}
+		inAPI = true
+		if r.parentReady(p, nil, p.Namespace, p.Name, local, now) {
+			ready = true
+		}
+	}
+	return inAPI, ready
 }
 
 // parentReady: with the API up, the parent (matched by UID) runs here per the

@@ -468,3 +468,105 @@ func TestRepeatedErrorIsLoggedOnce(t *testing.T) {
 		t.Fatalf("the log does not say why: %s", logs.String())
 	}
 }
+
+// TestBadRolloutKeepsTheLastGoodSpec: the DaemonSet replaces the parent with
+// a pod that crash-loops. Its checkpoint takes over and stays, however long
+// the rollout is stuck; the bad spec is never checkpointed; once a good
+// successor is Ready the old checkpoint hands over and goes.
+func TestBadRolloutKeepsTheLastGoodSpec(t *testing.T) {
+	cri := startCRI(t)
+	d := testDisk(t)
+	clk := newClock(testNow)
+	old := parentPod(parentName, true)
+	api := newAPI(daemonSet(), statusConfigMap(), extraSecret(), old)
+	r := newReconciler(t, cri, api, d, clk, nil)
+	ctx := context.Background()
+	pods := api.cs.CoreV1().Pods(testNS)
+	step := func(d time.Duration) {
+		t.Helper()
+		clk.add(d)
+		if _, err := r.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	phase := func(name string) Phase { return r.states[Key(testNS, name)].Phase }
+	oldFile := filepath.Join(d.ManifestDir, manifestName(testNS, parentName))
+	running := func(p *corev1.Pod, ok bool) localPod {
+		age := time.Hour
+		if !ok {
+			age = time.Second
+		}
+		return localPod{name: p.Name, uid: string(p.UID), ready: true,
+			containers: map[string]localCtr{"kube-apiserver": {running: ok, age: age}}}
+	}
+
+	cri.set(running(old, true))
+	step(0)
+	if phase(parentName) != PhaseInactive {
+		t.Fatalf("the good parent got %s, want inactive", phase(parentName))
+	}
+	cp, _, _ := Sanitize(old, d.SecretDir)
+	if Owner(cp) != "DaemonSet/kube-apiserver" {
+		t.Fatalf("the checkpoint's owner is %q, want DaemonSet/kube-apiserver", Owner(cp))
+	}
+
+	// The rollout deletes the parent and creates a successor with a bad flag.
+	bad := parentPod("kube-apiserver-bad01", false)
+	bad.Spec.Containers[0].Command = append(bad.Spec.Containers[0].Command, "--no-such-flag")
+	if err := pods.Delete(ctx, parentName, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pods.Create(ctx, bad, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cri.set(running(bad, false))
+	step(5 * time.Second) // the activation grace starts
+	step(5 * time.Second)
+	if phase(parentName) != PhaseInactive {
+		t.Fatalf("activated before the grace: %s", phase(parentName))
+	}
+	step(5 * time.Second)
+	if phase(parentName) != PhaseActive || !exists(oldFile) {
+		t.Fatalf("under a crash-looping successor the checkpoint is %s (manifest %t), want active", phase(parentName), exists(oldFile))
+	}
+	for range 24 { // two minutes, twice the removal grace
+		step(5 * time.Second)
+	}
+	if phase(parentName) != PhaseActive || !exists(oldFile) {
+		t.Fatalf("the last good spec left while the rollout was stuck: %s (manifest %t)", phase(parentName), exists(oldFile))
+	}
+	if p := phase(bad.Name); p != PhaseNone && p != "" {
+		t.Fatalf("the crash-looping successor got a %s checkpoint", p)
+	}
+	for _, dir := range []string{d.ManifestDir, d.InactiveDir} {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if b, _ := os.ReadFile(filepath.Join(dir, e.Name())); strings.Contains(string(b), "--no-such-flag") {
+				t.Fatalf("%s holds the bad flag", e.Name())
+			}
+		}
+	}
+
+	// Rolled back: a good successor replaces the bad one and becomes Ready.
+	good := parentPod("kube-apiserver-good2", true)
+	if err := pods.Delete(ctx, bad.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pods.Create(ctx, good, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cri.set(running(good, true))
+	step(5 * time.Second)
+	if phase(good.Name) != PhaseInactive || phase(parentName) != PhaseActive {
+		t.Fatalf("after the rollback: successor %s, old %s; want inactive and still active", phase(good.Name), phase(parentName))
+	}
+	for range 6 {
+		step(5 * time.Second)
+	}
+	if exists(oldFile) || exists(filepath.Join(d.InactiveDir, manifestName(testNS, parentName))) {
+		t.Fatal("the old checkpoint stayed after the successor was Ready for the hand-over grace")
+	}
+	if phase(good.Name) != PhaseInactive {
+		t.Fatalf("the good successor's checkpoint is %s, want inactive", phase(good.Name))
+	}
+}

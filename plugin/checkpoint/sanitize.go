@@ -63,6 +63,9 @@ func Sanitize(parent *corev1.Pod, secretRoot string) (*corev1.Pod, []VolumeCopy,
 		}
 	}
 	annotations[CheckpointOfAnnotation] = parentName
+	if owner := Owner(parent); owner != "" {
+		annotations[OwnerAnnotation] = owner
+	}
 	p.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}
 	p.ObjectMeta = metav1.ObjectMeta{Name: parentName, Namespace: p.Namespace, Labels: labels, Annotations: annotations}
 	p.Status = corev1.PodStatus{}

@@ -49,6 +49,12 @@ type Observation struct {
 	ParentInAPI bool
 	// ParentReady: the parent runs here and is Ready (see Reconciler for the exact rule).
 	ParentReady bool
+	// SuccessorInAPI: the parent is gone and the API lists, on this node, a
+	// pod of the same controller in its place (a DaemonSet's new pod after a
+	// rollout or a deletion). Only meaningful when the API is up.
+	SuccessorInAPI bool
+	// SuccessorReady: that successor runs here and is Ready.
+	SuccessorReady bool
 }
 
 // Grace holds the waits of the state machine.
@@ -72,6 +78,14 @@ var DefaultGrace = Grace{Activate: 10 * time.Second, HandOver: 30 * time.Second,
 //	inactive,
 //	active   → removed    API up and the parent absent for Grace.Remove
 //
+// A parent that the API replaced (its controller runs a successor on this
+// node) is a rollout or a deletion, not a move: its checkpoint is the last
+// spec that worked here, so it stays until the successor proves itself.
+//
+//	inactive → active     successor not Ready here for Grace.Activate (a crash-looping rollout)
+//	inactive → removed    successor Ready here for Grace.Remove
+//	active   → removed    successor Ready here for Grace.HandOver
+//
 // While the API is down nothing is removed and a pending removal is dropped:
 // the last good copy may be all that can bring the API back.
 func Step(s State, o Observation, now time.Time, g Grace) State {
@@ -79,6 +93,7 @@ func Step(s State, o Observation, now time.Time, g Grace) State {
 		s.Phase = PhaseNone
 	}
 	gone := o.APIUp && !o.ParentInAPI
+	replaced := gone && o.SuccessorInAPI
 	switch s.Phase {
 	case PhaseNone:
 		if o.APIUp && o.ParentInAPI && o.ParentReady {
@@ -87,6 +102,10 @@ func Step(s State, o Observation, now time.Time, g Grace) State {
 		return State{Phase: PhaseNone, Since: s.Since}
 	case PhaseInactive:
 		switch {
+		case replaced && o.SuccessorReady:
+			return wait(s, PendingRemove, now, g.Remove, PhaseRemoved)
+		case replaced:
+			return wait(s, PendingActivate, now, g.Activate, PhaseActive)
 		case gone:
 			return wait(s, PendingRemove, now, g.Remove, PhaseRemoved)
 		case o.ParentReady:
@@ -96,6 +115,10 @@ func Step(s State, o Observation, now time.Time, g Grace) State {
 		}
 	case PhaseActive:
 		switch {
+		case replaced && o.SuccessorReady:
+			return wait(s, PendingHandOver, now, g.HandOver, PhaseRemoved)
+		case replaced:
+			return settle(s)
 		case gone:
 			return wait(s, PendingRemove, now, g.Remove, PhaseRemoved)
 		case o.ParentReady:

@@ -168,3 +168,47 @@ func TestStepZeroValueIsNone(t *testing.T) {
 		t.Fatalf("zero state became %s, want none", got.Phase)
 	}
 }
+
+// replacedTransitions: the API is up and no longer has the parent, but lists
+// a successor from the same controller on this node. Whether the parent
+// still runs here does not matter: each row holds for both.
+var replacedTransitions = []struct {
+	from           Phase
+	pending        Pending
+	successorReady bool
+	expired        bool
+	want           Phase
+	wantPending    Pending
+}{
+	{PhaseNone, PendingNothing, false, run, PhaseNone, ""},
+	{PhaseNone, PendingNothing, true, run, PhaseNone, ""},
+	// A successor that does not run (a bad rollout) makes the last good spec take over.
+	{PhaseInactive, PendingActivate, false, run, PhaseInactive, PendingActivate},
+	{PhaseInactive, PendingActivate, false, expired, PhaseActive, ""},
+	{PhaseInactive, PendingRemove, false, expired, PhaseInactive, PendingActivate}, // a removal timer never activates
+	// A Ready successor gets its own checkpoint; the old one goes after the removal grace.
+	{PhaseInactive, PendingRemove, true, run, PhaseInactive, PendingRemove},
+	{PhaseInactive, PendingRemove, true, expired, PhaseRemoved, ""},
+	// An active checkpoint serves until the successor has been Ready for the hand-over grace.
+	{PhaseActive, PendingRemove, false, run, PhaseActive, ""},
+	{PhaseActive, PendingRemove, false, expired, PhaseActive, ""}, // never removed under a crash-looping successor
+	{PhaseActive, PendingHandOver, true, run, PhaseActive, PendingHandOver},
+	{PhaseActive, PendingHandOver, true, expired, PhaseRemoved, ""},
+	{PhaseActive, PendingRemove, true, expired, PhaseActive, PendingHandOver}, // a removal timer is not a hand-over
+}
+
+func TestStepKeepsTheLastGoodSpecUntilASuccessorIsReady(t *testing.T) {
+	for _, tr := range replacedTransitions {
+		for _, parentReady := range []bool{false, true} {
+			name := fmt.Sprintf("%s(%s)/successorReady=%t/expired=%t/parentReady=%t", tr.from, tr.pending, tr.successorReady, tr.expired, parentReady)
+			t.Run(name, func(t *testing.T) {
+				start := transition{from: tr.from, pending: tr.pending, expired: tr.expired}.start()
+				o := Observation{APIUp: true, ParentReady: parentReady, SuccessorInAPI: true, SuccessorReady: tr.successorReady}
+				got := Step(start, o, testNow, testGrace)
+				if got.Phase != tr.want || got.Pending != tr.wantPending {
+					t.Fatalf("Step = %s(%s), want %s(%s)", got.Phase, got.Pending, tr.want, tr.wantPending)
+				}
+			})
+		}
+	}
+}
