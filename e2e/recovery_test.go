@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,11 +30,18 @@ import (
 const (
 	apiBackAfterDrill       = 45 * time.Second
 	recoveryAfterAllRestart = 150 * time.Second
-	// runs of scenarios 1 and 2, for a median.
-	drillRuns = 3
 	// badFlag is an API server flag that does not exist.
 	badFlag = "--selfhost-e2e-no-such-flag=true"
 )
+
+// drillRuns is how many times scenarios 1 and 2 run, for a median
+// (E2E_DRILL_RUNS, default 3).
+var drillRuns = func() int {
+	if n, err := strconv.Atoi(os.Getenv("E2E_DRILL_RUNS")); err == nil && n > 0 {
+		return n
+	}
+	return 3
+}()
 
 // TestRecovery breaks the self-hosted control plane that TestPivot leaves, in
 // every way the checkpointer is meant to survive, and proves it comes back
