@@ -87,7 +87,7 @@ type drillResult struct {
 		LongestGap     float64 `json:"longestGapSeconds"`
 		APIBack        float64 `json:"apiBackSeconds"`
 		APISteady      float64 `json:"apiSteadySeconds"`
-		Recovered      float64 `json:"recoveredSeconds"`
+		DaemonSetReady float64 `json:"daemonSetReadySeconds"`
 		SteppedDown    float64 `json:"steppedDownSeconds"`
 	} `json:"drill"`
 }
@@ -102,18 +102,18 @@ func drillDeleteAPIServers(ctx context.Context, t *testing.T, cfg *envconf.Confi
 			t.Fatalf("run %d: verify --drill: %v, output not JSON (%v):\n%s\n%s", run, err, jerr, stdout, stderr)
 		}
 		d := r.Drill
-		t.Logf("run %d: %d of %d requests failed, longest gap %.1fs, API back after %.1fs (steady after %.1fs), recovered in %.1fs, checkpoints stepped down after %.1fs",
-			run, d.FailedRequests, d.Requests, d.LongestGap, d.APIBack, d.APISteady, d.Recovered, d.SteppedDown)
+		t.Logf("run %d: %d of %d requests failed, longest gap %.1fs, API back after %.1fs (steady after %.1fs), DaemonSet Ready after %.1fs, checkpoints stepped down after %.1fs",
+			run, d.FailedRequests, d.Requests, d.LongestGap, d.APIBack, d.APISteady, d.DaemonSetReady, d.SteppedDown)
 		if err != nil || !r.Passed {
 			t.Fatalf("run %d: verify --drill apiserver failed (%v): %s\n%s", run, err, d.Error, stderr)
 		}
 		if time.Duration(d.APIBack*float64(time.Second)) > apiBackAfterDrill {
 			t.Errorf("run %d: the API came back after %.1fs, over the %s target", run, d.APIBack, apiBackAfterDrill)
 		}
-		back, recovered = append(back, d.APIBack), append(recovered, d.Recovered)
+		back, recovered = append(back, d.APIBack), append(recovered, d.DaemonSetReady)
 		checkCanaries(ctx, t, cfg)
 	}
-	t.Logf("median of %d runs: API back after %.1fs, recovered in %.1fs", drillRuns, median(back), median(recovered))
+	t.Logf("median of %d runs: API back after %.1fs, DaemonSet Ready after %.1fs", drillRuns, median(back), median(recovered))
 	return ctx
 }
 

@@ -55,14 +55,14 @@ type Result struct {
 	FailedRequests int      `json:"failedRequests"`
 	// LongestGap is the longest time without a successful answer.
 	LongestGap Seconds `json:"longestGapSeconds"`
-	// APIBack is when the API first answered after the outage began, and
-	// APISteady when it answered after its last failed request (both zero
-	// when no request failed).
+	// APIBack is when the API first answered after the outage began: the
+	// time to recovery. APISteady is when it answered after its last failed
+	// request. Both are zero when no request failed.
 	APIBack   Seconds `json:"apiBackSeconds"`
 	APISteady Seconds `json:"apiSteadySeconds"`
-	// Recovered is when the API answered and a new Ready API server pod ran
-	// on every control-plane node: the time to recovery.
-	Recovered Seconds `json:"recoveredSeconds"`
+	// DaemonSetReady is when the API answered and a new Ready API server
+	// pod ran on every control-plane node.
+	DaemonSetReady Seconds `json:"daemonSetReadySeconds"`
 	// SteppedDown is when no API server checkpoint was active any more and
 	// each new pod had an inactive one.
 	SteppedDown Seconds `json:"steppedDownSeconds"`
@@ -187,7 +187,7 @@ func (d *APIServer) awaitRecovery(ctx context.Context, step *progress.Step, star
 				back = readyOn(nodes, pods, deleted)
 			}
 			if len(back) == len(nodes) {
-				r.Recovered = Seconds(now.Sub(start))
+				r.DaemonSetReady = Seconds(now.Sub(start))
 				return nil
 			}
 		}
@@ -248,7 +248,7 @@ func (d *APIServer) awaitStepDown(ctx context.Context, step *progress.Step, star
 		}
 		sort.Strings(waiting)
 		step.Waiting("%s", strings.Join(waiting, "; "))
-		if now.Sub(start) > d.Timeout+r.Recovered.Duration() {
+		if now.Sub(start) > d.Timeout+r.DaemonSetReady.Duration() {
 			return fmt.Errorf("the checkpoints did not step down within %s of recovery: %s", d.Timeout, strings.Join(waiting, "; "))
 		}
 		select {

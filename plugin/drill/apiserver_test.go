@@ -202,11 +202,11 @@ func TestRunMeasuresTheOutageAndWaitsForTheCheckpointsToStepDown(t *testing.T) {
 		t.Errorf("deleted %v, %d requests, %d failed; want 3 pods, 5 requests, 4 failed", r.Deleted, r.Requests, r.FailedRequests)
 	}
 	want := map[string][2]Seconds{
-		"longest gap":  {r.LongestGap, Seconds(time.Second)},
-		"API back":     {r.APIBack, Seconds(1250 * time.Millisecond)},
-		"API steady":   {r.APISteady, Seconds(1250 * time.Millisecond)},
-		"recovered":    {r.Recovered, Seconds(1250 * time.Millisecond)},
-		"stepped down": {r.SteppedDown, Seconds(1250 * time.Millisecond)},
+		"longest gap":     {r.LongestGap, Seconds(time.Second)},
+		"API back":        {r.APIBack, Seconds(1250 * time.Millisecond)},
+		"API steady":      {r.APISteady, Seconds(1250 * time.Millisecond)},
+		"DaemonSet ready": {r.DaemonSetReady, Seconds(1250 * time.Millisecond)},
+		"stepped down":    {r.SteppedDown, Seconds(1250 * time.Millisecond)},
 	}
 	for name, gw := range want {
 		if gw[0] != gw[1] {
@@ -243,7 +243,7 @@ func TestRunGivesUpWhenTheAPIStaysDown(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "the API did not answer again within 2s: connection refused") {
 		t.Fatalf("err = %v, want the API to be reported down", err)
 	}
-	if r.Requests != r.FailedRequests || r.Requests < 8 || r.Recovered != 0 {
+	if r.Requests != r.FailedRequests || r.Requests < 8 || r.DaemonSetReady != 0 {
 		t.Errorf("result %+v: every request should have failed and nothing recovered", r)
 	}
 }
