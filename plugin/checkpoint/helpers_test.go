@@ -264,3 +264,30 @@ func exists(path string) bool {
 	_, err := os.Lstat(path)
 	return err == nil
 }
+
+// testNodeFixture is one node's checkpointer against the fakes, with a Ready parent in the API.
+type testNodeFixture struct {
+	cri    *criServer
+	disk   Disk
+	clk    *clock
+	api    *apiServer
+	r      *Reconciler
+	parent *corev1.Pod
+}
+
+func newTestNode(t *testing.T, log *slog.Logger) *testNodeFixture {
+	t.Helper()
+	n := &testNodeFixture{cri: startCRI(t), disk: testDisk(t), clk: newClock(testNow), parent: parentPod(parentName, true)}
+	n.api = newAPI(daemonSet(), statusConfigMap(), extraSecret(), n.parent)
+	n.r = newReconciler(t, n.cri, n.api, n.disk, n.clk, log)
+	return n
+}
+
+// step advances the clock by d and reconciles once.
+func (n *testNodeFixture) step(t *testing.T, d time.Duration) {
+	t.Helper()
+	n.clk.add(d)
+	if _, err := n.r.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

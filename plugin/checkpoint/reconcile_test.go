@@ -111,23 +111,12 @@ func TestReconcileTransitions(t *testing.T) {
 // while nothing runs, then hands port 6443 back to the returning parent once,
 // even though the parent flaps during the hand-over grace.
 func TestOutageAndOneHandOver(t *testing.T) {
-	cri := startCRI(t)
-	d := testDisk(t)
-	clk := newClock(testNow)
-	parent := parentPod(parentName, true)
-	api := newAPI(daemonSet(), statusConfigMap(), extraSecret(), parent)
 	var logs bytes.Buffer
-	r := newReconciler(t, cri, api, d, clk, slog.New(slog.NewJSONHandler(&logs, nil)))
-	ctx := context.Background()
+	n := newTestNode(t, slog.New(slog.NewJSONHandler(&logs, nil)))
+	cri, d, api, r, parent := n.cri, n.disk, n.api, n.r, n.parent
 	running := localPod{name: parentName, uid: string(parent.UID), ready: true,
 		containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour}}}
-	step := func(d time.Duration) {
-		t.Helper()
-		clk.add(d)
-		if _, err := r.Reconcile(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	step := func(d time.Duration) { t.Helper(); n.step(t, d) }
 	phase := func() Phase { return r.states[Key(testNS, parentName)].Phase }
 	file := filepath.Join(d.ManifestDir, manifestName(testNS, parentName))
 
@@ -354,12 +343,8 @@ func TestReconcileWithoutRuntimeDoesNothing(t *testing.T) {
 }
 
 func TestHealthzAndMetrics(t *testing.T) {
-	cri := startCRI(t)
-	d := testDisk(t)
-	clk := newClock(testNow)
-	parent := parentPod(parentName, true)
-	api := newAPI(daemonSet(), statusConfigMap(), extraSecret(), parent)
-	r := newReconciler(t, cri, api, d, clk, nil)
+	n := newTestNode(t, nil)
+	cri, clk, r, parent := n.cri, n.clk, n.r, n.parent
 	srv := httptest.NewServer(Handler(r, 30*time.Second))
 	defer srv.Close()
 	get := func(path string) (int, string) {
@@ -474,21 +459,11 @@ func TestRepeatedErrorIsLoggedOnce(t *testing.T) {
 // the rollout is stuck; the bad spec is never checkpointed; once a good
 // successor is Ready the old checkpoint hands over and goes.
 func TestBadRolloutKeepsTheLastGoodSpec(t *testing.T) {
-	cri := startCRI(t)
-	d := testDisk(t)
-	clk := newClock(testNow)
-	old := parentPod(parentName, true)
-	api := newAPI(daemonSet(), statusConfigMap(), extraSecret(), old)
-	r := newReconciler(t, cri, api, d, clk, nil)
+	n := newTestNode(t, nil)
+	cri, d, r, old := n.cri, n.disk, n.r, n.parent
 	ctx := context.Background()
-	pods := api.cs.CoreV1().Pods(testNS)
-	step := func(d time.Duration) {
-		t.Helper()
-		clk.add(d)
-		if _, err := r.Reconcile(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pods := n.api.cs.CoreV1().Pods(testNS)
+	step := func(d time.Duration) { t.Helper(); n.step(t, d) }
 	phase := func(name string) Phase { return r.states[Key(testNS, name)].Phase }
 	oldFile := filepath.Join(d.ManifestDir, manifestName(testNS, parentName))
 	running := func(p *corev1.Pod, ok bool) localPod {
