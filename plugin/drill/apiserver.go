@@ -53,7 +53,8 @@ type Result struct {
 	Deleted        []string `json:"deleted"`
 	Requests       int      `json:"requests"`
 	FailedRequests int      `json:"failedRequests"`
-	// LongestGap is the longest time without a successful answer.
+	// LongestGap is the longest time between two answers (from the deletion
+	// to the first).
 	LongestGap Seconds `json:"longestGapSeconds"`
 	// APIBack is when the API first answered after the outage began: the
 	// time to recovery. APISteady is when it answered after its last failed
@@ -167,6 +168,9 @@ func (d *APIServer) awaitRecovery(ctx context.Context, step *progress.Step, star
 		perr := d.Probe(ctx)
 		now := d.now()
 		r.Requests++
+		if gap := Seconds(now.Sub(lastOK)); gap > r.LongestGap {
+			r.LongestGap = gap // between two answers, or since the last one
+		}
 		if perr != nil {
 			r.FailedRequests++
 			lastFail, lastErr = now, perr
@@ -178,9 +182,6 @@ func (d *APIServer) awaitRecovery(ctx context.Context, step *progress.Step, star
 				r.APISteady = Seconds(now.Sub(start))
 			}
 			lastOK = now
-		}
-		if gap := Seconds(now.Sub(lastOK)); gap > r.LongestGap {
-			r.LongestGap = gap
 		}
 		if perr == nil {
 			if _, pods, err := d.read(ctx); err == nil {
@@ -249,7 +250,7 @@ func (d *APIServer) awaitStepDown(ctx context.Context, step *progress.Step, star
 		sort.Strings(waiting)
 		step.Waiting("%s", strings.Join(waiting, "; "))
 		if now.Sub(start) > d.Timeout+r.DaemonSetReady.Duration() {
-			return fmt.Errorf("the checkpoints did not step down within %s of recovery: %s", d.Timeout, strings.Join(waiting, "; "))
+			return fmt.Errorf("the checkpoints did not step down within %s of the DaemonSet being whole: %s", d.Timeout, strings.Join(waiting, "; "))
 		}
 		select {
 		case <-ctx.Done():

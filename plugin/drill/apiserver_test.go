@@ -202,7 +202,7 @@ func TestRunMeasuresTheOutageAndWaitsForTheCheckpointsToStepDown(t *testing.T) {
 		t.Errorf("deleted %v, %d requests, %d failed; want 3 pods, 5 requests, 4 failed", r.Deleted, r.Requests, r.FailedRequests)
 	}
 	want := map[string][2]Seconds{
-		"longest gap":     {r.LongestGap, Seconds(time.Second)},
+		"longest gap":     {r.LongestGap, Seconds(1250 * time.Millisecond)},
 		"API back":        {r.APIBack, Seconds(1250 * time.Millisecond)},
 		"API steady":      {r.APISteady, Seconds(1250 * time.Millisecond)},
 		"DaemonSet ready": {r.DaemonSetReady, Seconds(1250 * time.Millisecond)},
