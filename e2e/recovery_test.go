@@ -222,7 +222,7 @@ func unscheduleParent(ctx context.Context, t *testing.T, cfg *envconf.Config) co
 	deadline := start.Add(3 * time.Minute)
 	for {
 		st, err := checkpoint.ReadNodeStatus(ctx, client.CoreV1().ConfigMaps(kube.Namespace), victim)
-		phase := phaseOf(st, parents[victim])
+		phase := st.Phase(parents[victim])
 		if phase == checkpoint.PhaseActive {
 			t.Fatalf("the checkpoint of %s on %s became active though the API moved it away", parents[victim], victim)
 		}
@@ -238,8 +238,8 @@ func unscheduleParent(ctx context.Context, t *testing.T, cfg *envconf.Config) co
 	t.Logf("its checkpoint on %s was removed %s after the move", victim, time.Since(start).Round(time.Second))
 	for _, n := range nodes[1:] {
 		st, err := checkpoint.ReadNodeStatus(ctx, client.CoreV1().ConfigMaps(kube.Namespace), n)
-		if err != nil || phaseOf(st, parents[n]) != checkpoint.PhaseInactive {
-			t.Errorf("%s: the checkpoint of %s is %s (%v), want inactive", n, parents[n], phaseOf(st, parents[n]), err)
+		if err != nil || st.Phase(parents[n]) != checkpoint.PhaseInactive {
+			t.Errorf("%s: the checkpoint of %s is %s (%v), want inactive", n, parents[n], st.Phase(parents[n]), err)
 		}
 	}
 	checkCanaries(ctx, t, cfg)
@@ -285,7 +285,7 @@ func waitCheckpointed(ctx context.Context, t *testing.T, client kubernetes.Inter
 		ok := 0
 		for _, n := range nodes {
 			st, err := checkpoint.ReadNodeStatus(ctx, client.CoreV1().ConfigMaps(kube.Namespace), n)
-			if err == nil && parents[n] != "" && phaseOf(st, parents[n]) == checkpoint.PhaseInactive {
+			if err == nil && parents[n] != "" && st.Phase(parents[n]) == checkpoint.PhaseInactive {
 				ok++
 			}
 		}
@@ -472,15 +472,6 @@ func nodeFiles(ctx context.Context, t *testing.T, node, part string) string {
 	t.Helper()
 	return strings.TrimSpace(nodeShell(ctx, t, node,
 		"ls /etc/kubernetes/manifests /etc/kubernetes/inactive-manifests 2>/dev/null | grep -F -e '"+part+"' || true"))
-}
-
-func phaseOf(st checkpoint.NodeStatus, parent string) checkpoint.Phase {
-	for _, cp := range st.Checkpoints {
-		if cp.Parent == parent {
-			return cp.Phase
-		}
-	}
-	return checkpoint.PhaseNone
 }
 
 func median(xs []float64) float64 {

@@ -35,6 +35,16 @@ type CheckpointStatus struct {
 	State
 }
 
+// Phase is the phase of parent's checkpoint: PhaseNone when it has none.
+func (st NodeStatus) Phase(parent string) Phase {
+	for _, cp := range st.Checkpoints {
+		if cp.Parent == parent {
+			return cp.Phase
+		}
+	}
+	return PhaseNone
+}
+
 // ErrNoStatus means no checkpointer has reported for the node yet.
 var ErrNoStatus = errors.New("no pod-checkpointer status for this node yet")
 

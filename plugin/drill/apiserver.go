@@ -110,7 +110,7 @@ func (d *APIServer) Preflight(ctx context.Context) ([]string, error) {
 			problems = append(problems, err.Error())
 		case d.now().Sub(st.Updated) > statusFresh:
 			problems = append(problems, fmt.Sprintf("%s: the checkpointer last reported %s ago", n, d.now().Sub(st.Updated).Round(time.Second)))
-		case phaseOf(st, p.Name) != checkpoint.PhaseInactive:
+		case st.Phase(p.Name) != checkpoint.PhaseInactive:
 			problems = append(problems, fmt.Sprintf("%s: no inactive checkpoint of %s", n, p.Name))
 		default:
 			ready = append(ready, n)
@@ -238,7 +238,7 @@ func (d *APIServer) awaitStepDown(ctx context.Context, step *progress.Step, star
 					waiting = append(waiting, fmt.Sprintf("%s: %s active", n, cp.Parent))
 				}
 			}
-			if p := current[n]; p == "" || phaseOf(st, p) != checkpoint.PhaseInactive {
+			if p := current[n]; p == "" || st.Phase(p) != checkpoint.PhaseInactive {
 				waiting = append(waiting, fmt.Sprintf("%s: an inactive checkpoint of %q", n, p))
 			}
 		}
@@ -330,15 +330,6 @@ func readyOn(nodes []string, pods []corev1.Pod, deleted map[string]bool) []strin
 		}
 	}
 	return out
-}
-
-func phaseOf(st checkpoint.NodeStatus, parent string) checkpoint.Phase {
-	for _, cp := range st.Checkpoints {
-		if cp.Parent == parent {
-			return cp.Phase
-		}
-	}
-	return checkpoint.PhaseNone
 }
 
 func uids(pods []corev1.Pod) map[string]bool {

@@ -182,12 +182,7 @@ func (v *Verifier) checkCheckpointer(ctx context.Context, c *cluster) []Result {
 }
 
 func hasInactive(st checkpoint.NodeStatus, parent string) bool {
-	for _, cp := range st.Checkpoints {
-		if parent != "" && cp.Parent == parent && cp.Phase == checkpoint.PhaseInactive {
-			return true
-		}
-	}
-	return false
+	return parent != "" && st.Phase(parent) == checkpoint.PhaseInactive
 }
 
 func (v *Verifier) checkFlannel(ctx context.Context, c *cluster) Result {
