@@ -6,11 +6,16 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"net"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -26,6 +31,7 @@ import (
 	"sigs.k8s.io/e2e-framework/pkg/features"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/pivot"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/verify"
 )
 
@@ -92,6 +98,7 @@ func TestPivot(t *testing.T) {
 			}
 			return ctx
 		}).
+		Assess("every API server serves the one certificate in its Secret", servesSecretCert).
 		Assess("a rerun is a no-op", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 			start := time.Now()
 			out, err := selfhost(ctx, cfg, "bootstrap", "--metrics-kubelet-insecure-tls")
@@ -138,6 +145,49 @@ func TestPivot(t *testing.T) {
 		Feature()
 
 	testenv.Test(t, pivot, ha)
+}
+
+// servesSecretCert dials each control-plane node's API server directly and
+// wants the serving certificate from Secret kube-system/kube-apiserver,
+// valid for that node's address under the cluster CA.
+func servesSecretCert(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	client := clientset(t, cfg)
+	ds, err := client.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(ds.Spec.Template.Spec.Volumes, func(v corev1.Volume) bool {
+		return v.Secret != nil && v.Secret.SecretName == pivot.APIServerSecret
+	}) {
+		t.Fatalf("the kube-apiserver DaemonSet mounts no Secret %s: %+v", pivot.APIServerSecret, ds.Spec.Template.Spec.Volumes)
+	}
+	secret, err := client.CoreV1().Secrets("kube-system").Get(ctx, pivot.APIServerSecret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := pem.Decode(secret.Data["apiserver.crt"])
+	roots := x509.NewCertPool()
+	if want == nil || !roots.AppendCertsFromPEM(secret.Data["ca.crt"]) {
+		t.Fatalf("Secret %s holds no apiserver.crt or ca.crt", pivot.APIServerSecret)
+	}
+	for _, ip := range nodeAddresses(ctx, t, controlPlaneContainers(ctx, t)) {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", net.JoinHostPort(ip, "6443"), &tls.Config{
+			InsecureSkipVerify: true, // checked below, against the Secret
+		})
+		if err != nil {
+			t.Errorf("%s: %v", ip, err)
+			continue
+		}
+		got := conn.ConnectionState().PeerCertificates[0]
+		conn.Close()
+		if !bytes.Equal(got.Raw, want.Bytes) {
+			t.Errorf("the API server on %s serves %q (serial %s), not the Secret's", ip, got.Subject.CommonName, got.SerialNumber)
+		}
+		if _, err := got.Verify(x509.VerifyOptions{DNSName: ip, Roots: roots}); err != nil {
+			t.Errorf("the API server on %s: %v", ip, err)
+		}
+	}
+	return ctx
 }
 
 func clientset(t *testing.T, cfg *envconf.Config) kubernetes.Interface {

@@ -37,9 +37,10 @@ func NewBootstrapCommand(streams genericiooptions.IOStreams, configFlags *generi
 		Long: `Bootstrap pivots a kubeadm-shaped cluster to a self-hosted control plane, in
 place, through the API:
   1. pod-checkpointer, Ready on every control-plane node;
-  2. kube-apiserver as a DaemonSet built from the static pod's own spec,
-     Ready and checkpointed on every node; then the static manifests are moved
-     to /etc/kubernetes/selfhost-backup/, one node at a time;
+  2. kube-apiserver as a DaemonSet built from the static pod's own spec, its
+     credentials in Secret kube-system/kube-apiserver (--certs), Ready and
+     checkpointed on every node; then the static manifests are moved to
+     /etc/kubernetes/selfhost-backup/, one node at a time;
   3. kube-controller-manager and kube-scheduler as Deployments with
      PodDisruptionBudgets, the same way;
   4. kube-proxy and CoreDNS adopted, flannel (when no CNI runs), metrics-server.
@@ -63,6 +64,9 @@ interrupted run.`,
 	f.StringVar(&o.Pivot.CheckpointerImage, "checkpointer-image", images.DefaultCheckpointer, "pod-checkpointer image")
 	f.StringVar(&o.Pivot.ToolsImage, "tools-image", images.ProbeImage, "image of the short-lived node agents (needs sh, cp and mv)")
 	f.StringVar(&o.Pivot.AppsNamespace, "apps-namespace", "", "also create this namespace for the cluster's own apps")
+	f.StringVar(&o.Pivot.Certs, "certs", pivot.CertsSecret, "where the API server's credentials come from: "+pivot.CertsSecret+
+		" (Secret kube-system/"+pivot.APIServerSecret+", one serving certificate for every control-plane node, as bootkube did) or "+
+		pivot.CertsHostPath+" (kubeadm's /etc/kubernetes/pki on each node)")
 	f.BoolVar(&o.Pivot.MetricsKubeletInsecureTLS, "metrics-kubelet-insecure-tls", false, "let metrics-server accept self-signed kubelet certificates (kind's are)")
 	return cmd
 }
@@ -71,6 +75,9 @@ interrupted run.`,
 func (o *BootstrapOptions) Validate() error {
 	if o.Pivot.StepTimeout <= 0 {
 		return fmt.Errorf("--timeout must be positive")
+	}
+	if o.Pivot.Certs != pivot.CertsSecret && o.Pivot.Certs != pivot.CertsHostPath {
+		return fmt.Errorf("--certs must be %s or %s, not %q", pivot.CertsSecret, pivot.CertsHostPath, o.Pivot.Certs)
 	}
 	return nil
 }
@@ -101,7 +108,7 @@ func (o *BootstrapOptions) Run(ctx context.Context) error {
 	}
 	check.End(nil)
 	pc := &pivot.Context{Client: o.client, Dynamic: o.dynamic, Status: status, Options: o.Pivot, Cluster: cluster}
-	actions := pivot.Actions(cluster)
+	actions := pivot.Actions(cluster, o.Pivot)
 	if o.DryRun {
 		fmt.Fprintf(o.Out, "Plan for %d control-plane nodes (%s), nothing will be changed:\n", len(cluster.ControlPlane), cluster.Endpoint.Host)
 		return pivot.Plan(ctx, pc, actions)

@@ -54,7 +54,7 @@ func TestRenderRejectsBadInputAndWritesNothing(t *testing.T) {
 		{"overlap", []string{"--pod-cidr", "10.96.0.0/16"}, "--service-cidr 10.96.0.0/12 overlaps --pod-cidr 10.96.0.0/16"},
 		{"version", []string{"--kubernetes-version", "1.37"}, `--kubernetes-version "1.37" is not a version`},
 		{"old version", []string{"--kubernetes-version", "v1.20.0"}, "older than the oldest supported"},
-		{"CA/key mismatch", []string{"--ca-cert", aCert, "--ca-key", bKey}, "does not match CA certificate"},
+		{"CA/key mismatch", []string{"--ca-cert", aCert, "--ca-key", bKey}, "the key does not match the certificate"},
 		{"CA without key", []string{"--ca-cert", aCert}, "--ca-cert and --ca-key must be given together"},
 		{"key algorithm", []string{"--key-algorithm", "ed448"}, `unknown key algorithm "ed448"`},
 		{"api server", []string{"--api-servers", "http://10.0.0.1:6443"}, "is not an https://host:port URL"},

@@ -295,7 +295,7 @@ func (d *APIServer) read(ctx context.Context) ([]string, []corev1.Pod, error) {
 	if len(nodes) == 0 {
 		return nil, nil, fmt.Errorf("no node carries the %s label, so there is no control plane to drill", kube.ControlPlaneLabel)
 	}
-	pl, err := d.Client.CoreV1().Pods(kube.Namespace).List(ctx, metav1.ListOptions{})
+	pl, err := d.Client.CoreV1().Pods(kube.Namespace).List(ctx, metav1.ListOptions{LabelSelector: kube.AppSelector(apiServer)})
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot list the pods in %s: %w", kube.Namespace, err)
 	}

@@ -35,7 +35,7 @@ func node(name string, controlPlane bool) *corev1.Node {
 func apiPod(name, node string) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: name, Namespace: kube.Namespace, UID: types.UID("uid-" + name),
+			Name: name, Namespace: kube.Namespace, UID: types.UID("uid-" + name), Labels: map[string]string{kube.AppLabel: apiServer},
 			OwnerReferences: []metav1.OwnerReference{{Kind: "DaemonSet", Name: apiServer}},
 		},
 		Spec:   corev1.PodSpec{NodeName: node},

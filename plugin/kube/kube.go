@@ -40,3 +40,10 @@ func OwnedBy(p *corev1.Pod, kind, name string) bool {
 	}
 	return false
 }
+
+// AppLabel selects a self-hosted component's pods. kubeadm never sets it
+// on its static pods, so a workload's selector cannot claim them.
+const AppLabel = "k8s-app"
+
+// AppSelector is the label selector of component's self-hosted pods.
+func AppSelector(component string) string { return AppLabel + "=" + component }

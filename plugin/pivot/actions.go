@@ -19,12 +19,15 @@ import (
 )
 
 // Actions is the whole pivot, in order.
-func Actions(c *Cluster) []Action {
+func Actions(c *Cluster, o Options) []Action {
 	// A pod network first: without one the nodes are NotReady.
 	actions := []Action{&installCNI{}, &installCheckpointer{}}
 	for _, comp := range Components {
 		for _, n := range c.ControlPlane {
 			actions = append(actions, &shareStaticPort{component: comp, node: n})
+		}
+		if comp == "kube-apiserver" && o.Certs == CertsSecret {
+			actions = append(actions, &storeAPIServerCredentials{})
 		}
 		actions = append(actions, &createWorkload{component: comp})
 		for _, n := range c.ControlPlane {
@@ -92,7 +95,7 @@ func (a *shareStaticPort) Execute(ctx context.Context, c *Context) error {
 		return err
 	}
 	file := a.component + ".yaml"
-	if err := runAgent(ctx, c, agentJob{Node: a.node, Purpose: "share-port-" + a.component, Script: replaceStaticScript(file), Payload: map[string]string{file: manifest}}); err != nil {
+	if _, err := runAgent(ctx, c, agentJob{Node: a.node, Purpose: "share-port-" + a.component, Script: replaceStaticScript(file), Payload: map[string]string{file: manifest}}); err != nil {
 		return err
 	}
 	c.Waiting("the kubelet on %s to restart static %s with port sharing, Ready", a.node, a.component)
@@ -152,6 +155,11 @@ func (a *createWorkload) Execute(ctx context.Context, c *Context) error {
 	tmpl, err := SelfHostedTemplate(a.component, source)
 	if err != nil {
 		return err
+	}
+	if a.component == "kube-apiserver" && c.Options.Certs == CertsSecret {
+		if err := MountCertsSecret(&tmpl, APIServerSecret); err != nil {
+			return err
+		}
 	}
 	meta := metav1.ObjectMeta{Name: a.component, Namespace: Namespace, Labels: map[string]string{"tier": "control-plane", "component": a.component}}
 	selector := &metav1.LabelSelector{MatchLabels: SelectorLabels(a.component)}
@@ -231,7 +239,7 @@ func (a *removeStatic) Done(ctx context.Context, c *Context) (bool, error) {
 
 func (a *removeStatic) Execute(ctx context.Context, c *Context) error {
 	file := a.component + ".yaml"
-	if err := runAgent(ctx, c, agentJob{Node: a.node, Purpose: "remove-" + a.component, Script: removeStaticScript(file)}); err != nil {
+	if _, err := runAgent(ctx, c, agentJob{Node: a.node, Purpose: "remove-" + a.component, Script: removeStaticScript(file)}); err != nil {
 		return err
 	}
 	c.Waiting("the mirror pod of %s on %s to vanish", a.component, a.node)
@@ -362,7 +370,7 @@ func values(c *Context) render.Values {
 
 // apiServerCheckpoints says which node lacks an inactive API server checkpoint.
 func apiServerCheckpoints(ctx context.Context, c *Context) string {
-	pods, err := c.Client.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=kube-apiserver"})
+	pods, err := c.Client.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{LabelSelector: kube.AppSelector("kube-apiserver")})
 	if err != nil {
 		return "the API server pods to be listed"
 	}

@@ -35,22 +35,22 @@ func (j agentJob) name() string {
 	return fmt.Sprintf("selfhost-agent-%x", sum[:6])
 }
 
-// runAgent runs the job to completion. A leftover pod of an interrupted run
-// is removed first, so the job can always be run again.
-func runAgent(ctx context.Context, c *Context, j agentJob) error {
+// runAgent runs the job to completion and returns its output. A leftover pod
+// of an interrupted run is removed first, so the job can always be run again.
+func runAgent(ctx context.Context, c *Context, j agentJob) (string, error) {
 	name := j.name()
 	pods, cms := c.Client.CoreV1().Pods(Namespace), c.Client.CoreV1().ConfigMaps(Namespace)
 	if err := deleteAndWait(ctx, c, name); err != nil {
-		return err
+		return "", err
 	}
 	_ = cms.Delete(ctx, name, metav1.DeleteOptions{})
 	labels := map[string]string{"app.kubernetes.io/managed-by": FieldManager, "app.kubernetes.io/component": "node-agent"}
 	if _, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}, Data: j.Payload}, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
-		return fmt.Errorf("cannot create the payload of the node agent on %s: %w", j.Node, err)
+		return "", fmt.Errorf("cannot create the payload of the node agent on %s: %w", j.Node, err)
 	}
 	defer cms.Delete(context.WithoutCancel(ctx), name, metav1.DeleteOptions{})
 	if _, err := pods.Create(ctx, agentPod(name, labels, j, c.Options.ToolsImage), metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
-		return fmt.Errorf("cannot start the node agent on %s: %w", j.Node, err)
+		return "", fmt.Errorf("cannot start the node agent on %s: %w", j.Node, err)
 	}
 	defer pods.Delete(context.WithoutCancel(ctx), name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
 	c.Waiting("node agent %s on %s to %s", name, j.Node, j.Purpose)
@@ -64,13 +64,16 @@ func runAgent(ctx context.Context, c *Context, j agentJob) error {
 		return phase == corev1.PodSucceeded || phase == corev1.PodFailed, nil
 	})
 	if err != nil {
-		return fmt.Errorf("node agent %s on %s did not finish (phase %q): %w", name, j.Node, phase, err)
+		return "", fmt.Errorf("node agent %s on %s did not finish (phase %q): %w", name, j.Node, phase, err)
 	}
+	logs, err := pods.GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx)
 	if phase == corev1.PodFailed {
-		logs, _ := pods.GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx)
-		return fmt.Errorf("node agent on %s failed to %s: %s", j.Node, j.Purpose, strings.Join(strings.Fields(string(logs)), " "))
+		return "", fmt.Errorf("node agent on %s failed to %s: %s", j.Node, j.Purpose, strings.Join(strings.Fields(string(logs)), " "))
 	}
-	return nil
+	if err != nil {
+		return "", fmt.Errorf("cannot read the output of the node agent on %s: %w", j.Node, err)
+	}
+	return string(logs), nil
 }
 
 func deleteAndWait(ctx context.Context, c *Context, name string) error {

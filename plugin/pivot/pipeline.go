@@ -45,6 +45,8 @@ type Options struct {
 	ToolsImage        string // runs the short-lived node agents; needs sh, cp, mv
 	StepTimeout       time.Duration
 	AppsNamespace     string
+	// Certs is where the API server's credentials come from: CertsSecret or CertsHostPath.
+	Certs string
 	// MetricsKubeletInsecureTLS lets metrics-server accept the kubelets'
 	// self-signed serving certificates, as kind's are.
 	MetricsKubeletInsecureTLS bool

@@ -27,7 +27,9 @@ var permissions = []authorizationv1.ResourceAttributes{
 	{Verb: "patch", Group: "apps", Resource: "deployments", Namespace: Namespace},
 	{Verb: "create", Resource: "pods", Namespace: Namespace},
 	{Verb: "delete", Resource: "pods", Namespace: Namespace},
+	{Verb: "get", Resource: "pods", Subresource: "log", Namespace: Namespace},
 	{Verb: "create", Resource: "configmaps", Namespace: Namespace},
+	{Verb: "create", Resource: "secrets", Namespace: Namespace},
 	{Verb: "create", Group: "policy", Resource: "poddisruptionbudgets", Namespace: Namespace},
 	{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "clusterroles"},
 	{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "clusterrolebindings"},
@@ -74,6 +76,9 @@ func checkPermissions(ctx context.Context, client kubernetes.Interface) error {
 		}
 		if !r.Status.Allowed {
 			what := attr.Resource
+			if attr.Subresource != "" {
+				what += "/" + attr.Subresource
+			}
 			if attr.Group != "" {
 				what += "." + attr.Group
 			}

@@ -79,8 +79,11 @@ func TestPreflightAcceptsKubeadmCluster(t *testing.T) {
 	if len(c.Mirror["kube-apiserver"]) != 3 || c.Mirror["etcd"]["cp1"] == nil {
 		t.Errorf("mirror pods %v", c.Mirror)
 	}
-	if got := len(Actions(c)); got != 2+3*(3+1+3)+1 {
-		t.Errorf("%d actions", got)
+	if got := len(Actions(c, Options{Certs: CertsHostPath})); got != 2+3*(3+1+3)+1 {
+		t.Errorf("%d actions with --certs hostpath", got)
+	}
+	if got := len(Actions(c, Options{Certs: CertsSecret})); got != 2+3*(3+1+3)+1+1 {
+		t.Errorf("%d actions with --certs secret", got)
 	}
 }
 

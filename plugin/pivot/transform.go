@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/kube"
 )
 
 // securePort is each component's HTTPS port, which kubeadm probes by the name "probe-port".
@@ -23,10 +24,9 @@ var securePort = map[string]int32{
 // new pod comes up beside the one it replaces with no gap.
 const PortSharingFlag = "--permit-port-sharing=true"
 
-// SelectorLabels select a self-hosted component's pods. k8s-app never
-// appears on kubeadm's static pods, so the workloads cannot claim them.
+// SelectorLabels select a self-hosted component's pods.
 func SelectorLabels(component string) map[string]string {
-	return map[string]string{"k8s-app": component}
+	return map[string]string{kube.AppLabel: component}
 }
 
 // SelfHostedTemplate turns a kubeadm static pod into the pod template of its

@@ -21,19 +21,29 @@ func LoadCA(certFile, keyFile string) (*KeyPair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot read CA key: %w", err)
 	}
+	ca, err := ParseCA(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("CA %s and %s: %w", certFile, keyFile, err)
+	}
+	return ca, nil
+}
+
+// ParseCA decodes a PEM CA certificate and its key and checks that they
+// belong together and that the certificate may sign others.
+func ParseCA(certPEM, keyPEM []byte) (*KeyPair, error) {
 	cert, err := ParseCert(certPEM)
 	if err != nil {
-		return nil, fmt.Errorf("CA certificate %s: %w", certFile, err)
+		return nil, fmt.Errorf("certificate: %w", err)
 	}
 	if !cert.IsCA {
-		return nil, fmt.Errorf("CA certificate %s is not a CA (basicConstraints CA:FALSE)", certFile)
+		return nil, errors.New("the certificate is not a CA (basicConstraints CA:FALSE)")
 	}
 	key, err := ParseKey(keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("CA key %s: %w", keyFile, err)
+		return nil, fmt.Errorf("key: %w", err)
 	}
 	if !publicKeysEqual(cert.PublicKey, key.Public()) {
-		return nil, fmt.Errorf("CA key %s does not match CA certificate %s", keyFile, certFile)
+		return nil, errors.New("the key does not match the certificate")
 	}
 	return &KeyPair{Cert: cert, Key: key}, nil
 }
