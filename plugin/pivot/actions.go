@@ -149,9 +149,28 @@ func (a *createWorkload) ready(ctx context.Context, c *Context) string {
 
 func (a *createWorkload) Execute(ctx context.Context, c *Context) error {
 	source, err := a.sourcePod(ctx, c)
-	if err != nil {
+	switch {
+	case err == nil:
+		if err := a.apply(ctx, c, source); err != nil {
+			return err
+		}
+	case a.exists(ctx, c):
+		// Every static pod is gone already: the workload is in place and
+		// only has to become ready, e.g. after pod-checkpointer was reinstalled.
+	default:
 		return err
 	}
+	return wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
+		why := a.ready(ctx, c)
+		if why != "" {
+			c.Waiting("%s: %s", a.component, why)
+		}
+		return why == "", nil
+	})
+}
+
+// apply creates or updates the workload from a static pod's spec.
+func (a *createWorkload) apply(ctx context.Context, c *Context, source *corev1.Pod) error {
 	tmpl, err := SelfHostedTemplate(a.component, source)
 	if err != nil {
 		return err
@@ -164,7 +183,7 @@ func (a *createWorkload) Execute(ctx context.Context, c *Context) error {
 	meta := metav1.ObjectMeta{Name: a.component, Namespace: Namespace, Labels: map[string]string{"tier": "control-plane", "component": a.component}}
 	selector := &metav1.LabelSelector{MatchLabels: SelectorLabels(a.component)}
 	if a.component == "kube-apiserver" {
-		err = applyTyped(ctx, c.Dynamic, &appsv1.DaemonSet{
+		return applyTyped(ctx, c.Dynamic, &appsv1.DaemonSet{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "DaemonSet"},
 			ObjectMeta: meta,
 			Spec: appsv1.DaemonSetSpec{Selector: selector, Template: tmpl, UpdateStrategy: appsv1.DaemonSetUpdateStrategy{
@@ -172,19 +191,19 @@ func (a *createWorkload) Execute(ctx context.Context, c *Context) error {
 				RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: ptr.To(intOrPercent(1))},
 			}},
 		})
+	}
+	return a.applyDeployment(ctx, c, meta, selector, tmpl)
+}
+
+// exists reports whether the workload is in the API.
+func (a *createWorkload) exists(ctx context.Context, c *Context) bool {
+	var err error
+	if a.component == "kube-apiserver" {
+		_, err = c.Client.AppsV1().DaemonSets(Namespace).Get(ctx, a.component, metav1.GetOptions{})
 	} else {
-		err = a.applyDeployment(ctx, c, meta, selector, tmpl)
+		_, err = c.Client.AppsV1().Deployments(Namespace).Get(ctx, a.component, metav1.GetOptions{})
 	}
-	if err != nil {
-		return err
-	}
-	return wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
-		why := a.ready(ctx, c)
-		if why != "" {
-			c.Waiting("%s: %s", a.component, why)
-		}
-		return why == "", nil
-	})
+	return err == nil
 }
 
 // sourcePod is a static pod to copy, from any node that still has one.
