@@ -121,16 +121,16 @@ func (*storeAPIServerCredentials) Done(ctx context.Context, c *Context) (bool, e
 }
 
 func (a *storeAPIServerCredentials) Execute(ctx context.Context, c *Context) error {
-	source, err := (&createWorkload{component: "kube-apiserver"}).sourcePod(ctx, c)
+	node, container, err := credentialsSource(ctx, c)
 	if err != nil {
 		return err
 	}
-	node, cmd := source.Spec.NodeName, source.Spec.Containers[0].Command
+	cmd := container.Command
 	if flagValue(cmd, "--tls-cert-file") != kubeadmPKI+"/"+servingCert || flagValue(cmd, "--tls-private-key-file") != kubeadmPKI+"/"+servingKey ||
 		flagValue(cmd, "--client-ca-file") != kubeadmPKI+"/"+clusterCA+".crt" {
 		return fmt.Errorf("static kube-apiserver on %s does not use kubeadm's %s/{%s,%s,%s.crt}; use --certs %s", node, kubeadmPKI, servingCert, servingKey, clusterCA, CertsHostPath)
 	}
-	items := pkiFiles(&source.Spec.Containers[0])
+	items := pkiFiles(container)
 	files := []string{clusterCA + ".key"} // signs the shared serving certificate; it is not stored
 	for _, it := range items {
 		files = append(files, it.Path)
@@ -170,6 +170,23 @@ func (a *storeAPIServerCredentials) Execute(ctx context.Context, c *Context) err
 		Type:       corev1.SecretTypeOpaque,
 		Data:       data,
 	})
+}
+
+// credentialsSource names a node and the API server container whose flags
+// say which of that node's files to store: a static pod while one is left;
+// after the pivot (a rerun for a new node, or a certificate near expiry),
+// the DaemonSet's own template, the same flags, and kubeadm's files, which
+// stay on every node.
+func credentialsSource(ctx context.Context, c *Context) (string, *corev1.Container, error) {
+	static, err := (&createWorkload{component: "kube-apiserver"}).sourcePod(ctx, c)
+	if err == nil {
+		return static.Spec.NodeName, &static.Spec.Containers[0], nil
+	}
+	ds, dsErr := c.Client.AppsV1().DaemonSets(Namespace).Get(ctx, "kube-apiserver", metav1.GetOptions{})
+	if dsErr != nil || len(c.Cluster.ControlPlane) == 0 {
+		return "", nil, err
+	}
+	return c.Cluster.ControlPlane[0], &ds.Spec.Template.Spec.Containers[0], nil
 }
 
 // sharedServingCert issues a serving certificate like kubeadm's (same subject

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -234,5 +235,50 @@ func TestReadFilesScriptRoundTrips(t *testing.T) {
 	out, err = exec.Command("sh", "-euc", readFilesScript(dir, append(names, "sa.key"))).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), dir+"/sa.key is missing") || strings.Contains(string(out), fileMarker) {
 		t.Errorf("a missing file: %v, %q", err, out)
+	}
+}
+
+// Before the pivot the flags come from a static pod; after it, from the
+// DaemonSet, so a rerun can still re-issue the certificate.
+func TestCredentialsSource(t *testing.T) {
+	ctx := context.Background()
+	noStatic := func(objs []runtime.Object) []runtime.Object {
+		var out []runtime.Object
+		for _, o := range objs {
+			if p, ok := o.(*corev1.Pod); !ok || p.Labels["component"] != "kube-apiserver" {
+				out = append(out, o)
+			}
+		}
+		return out
+	}
+	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "kube-apiserver", Namespace: Namespace},
+		Spec: appsv1.DaemonSetSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "from-daemonset"}}}}}}
+	for _, tc := range []struct {
+		name       string
+		mutate     func([]runtime.Object) []runtime.Object
+		node, from string
+		err        string
+	}{
+		{"a static pod is left", nil, "cp1", "kube-apiserver", ""},
+		{"pivoted", func(objs []runtime.Object) []runtime.Object { return append(noStatic(objs), ds) }, "cp1", "from-daemonset", ""},
+		{"neither", noStatic, "", "", "no static kube-apiserver is left to copy"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := kubeadmCluster(t, tc.mutate)
+			cl, err := Discover(ctx, client)
+			if err != nil {
+				t.Fatal(err)
+			}
+			node, container, err := credentialsSource(ctx, &Context{Client: client, Cluster: cl})
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Errorf("got %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || node != tc.node || container.Name != tc.from {
+				t.Errorf("got %s, %+v, %v; want %s and the container of %s", node, container, err, tc.node, tc.from)
+			}
+		})
 	}
 }
