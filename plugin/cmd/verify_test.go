@@ -35,7 +35,7 @@ func TestVerifyDrillAsksOrNeedsYes(t *testing.T) {
 	client := fake.NewClientset(
 		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "cp-1", Labels: map[string]string{"node-role.kubernetes.io/control-plane": ""}}},
 		&corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: "kube-apiserver-x", Namespace: "kube-system",
+			ObjectMeta: metav1.ObjectMeta{Name: "kube-apiserver-x", Namespace: "kube-system", Labels: map[string]string{"k8s-app": "kube-apiserver"},
 				OwnerReferences: []metav1.OwnerReference{{Kind: "DaemonSet", Name: "kube-apiserver"}}},
 			Spec:   corev1.PodSpec{NodeName: "cp-1"},
 			Status: corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}},
