@@ -52,6 +52,9 @@ type Reconciler struct {
 	RefreshEvery time.Duration
 	// HeartbeatEvery is how often an unchanged status is published again.
 	HeartbeatEvery time.Duration
+	// Probe, when set, runs a parent's readiness probes from the node; with
+	// the API down a running parent that fails them is not Ready.
+	Probe func(*corev1.Pod) bool
 
 	states        map[string]State
 	copied        map[string]time.Time
@@ -226,8 +229,9 @@ func (r *Reconciler) successor(cp *corev1.Pod, parents []corev1.Pod, local []Loc
 }
 
 // parentReady: with the API up, the parent (matched by UID) runs here per the
-// runtime and the API says it is Ready. With the API down, only the runtime
-// can tell, so running every container for MinStable is the best proof.
+// runtime and the API says it is Ready. With the API down, the parent must
+// have run every container for MinStable and, where Probe can tell, pass
+// its readiness probes: a parent shutting down still runs.
 func (r *Reconciler) parentReady(parent *corev1.Pod, od *OnDisk, namespace, name string, local []LocalPod, now time.Time) bool {
 	if parent != nil {
 		return podReady(parent) && runningHere(local, namespace, name, string(parent.UID), containerNames(parent), now, r.MinStable)
@@ -236,7 +240,8 @@ func (r *Reconciler) parentReady(parent *corev1.Pod, od *OnDisk, namespace, name
 	if od != nil {
 		spec = od.Pod
 	}
-	return runningHere(local, namespace, name, "", containerNames(spec), now, r.MinStable)
+	return runningHere(local, namespace, name, "", containerNames(spec), now, r.MinStable) &&
+		(r.Probe == nil || r.Probe(spec))
 }
 
 func podReady(p *corev1.Pod) bool {

@@ -145,6 +145,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 		Namespace: c.Namespace, Node: c.Node, PodName: c.PodName, Self: c.Self(), DaemonSet: c.DaemonSet,
 		SecretDir: c.Disk.SecretDir,
 		Grace:     c.Grace, MinStable: c.MinStable, RefreshEvery: c.RefreshEvery, HeartbeatEvery: c.HeartbeatEvery,
+		Probe: LocalProbe(2 * time.Second),
 	}
 	lock := &Lock{Path: c.LockFile}
 	for {
