@@ -45,6 +45,12 @@ func (st NodeStatus) Phase(parent string) Phase {
 	return PhaseNone
 }
 
+// HasInactive reports whether the node holds an inactive checkpoint of
+// parent: a copy ready to take over, not serving. An empty parent has none.
+func (st NodeStatus) HasInactive(parent string) bool {
+	return parent != "" && st.Phase(parent) == PhaseInactive
+}
+
 // ErrNoStatus means no checkpointer has reported for the node yet.
 var ErrNoStatus = errors.New("no pod-checkpointer status for this node yet")
 

@@ -110,7 +110,7 @@ func (d *APIServer) Preflight(ctx context.Context) ([]string, error) {
 			problems = append(problems, err.Error())
 		case d.now().Sub(st.Updated) > statusFresh:
 			problems = append(problems, fmt.Sprintf("%s: the checkpointer last reported %s ago", n, d.now().Sub(st.Updated).Round(time.Second)))
-		case st.Phase(p.Name) != checkpoint.PhaseInactive:
+		case !st.HasInactive(p.Name):
 			problems = append(problems, fmt.Sprintf("%s: no inactive checkpoint of %s", n, p.Name))
 		default:
 			ready = append(ready, n)
@@ -238,7 +238,7 @@ func (d *APIServer) awaitStepDown(ctx context.Context, step *progress.Step, star
 					waiting = append(waiting, fmt.Sprintf("%s: %s active", n, cp.Parent))
 				}
 			}
-			if p := current[n]; p == "" || st.Phase(p) != checkpoint.PhaseInactive {
+			if p := current[n]; !st.HasInactive(p) {
 				waiting = append(waiting, fmt.Sprintf("%s: an inactive checkpoint of %q", n, p))
 			}
 		}

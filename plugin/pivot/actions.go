@@ -402,11 +402,7 @@ func apiServerCheckpoints(ctx context.Context, c *Context) string {
 		if err != nil {
 			return fmt.Sprintf("pod-checkpointer on %s to report", n)
 		}
-		found := false
-		for _, cp := range st.Checkpoints {
-			found = found || (cp.Parent == byNode[n] && cp.Phase == checkpoint.PhaseInactive)
-		}
-		if !found {
+		if !st.HasInactive(byNode[n]) {
 			return fmt.Sprintf("an inactive checkpoint of %s on %s", byNode[n], n)
 		}
 	}

@@ -171,7 +171,7 @@ func (v *Verifier) checkCheckpointer(ctx context.Context, c *cluster) []Result {
 			problems = append(problems, err.Error())
 			continue
 		}
-		if !hasInactive(st, apiPods[n]) {
+		if !st.HasInactive(apiPods[n]) {
 			problems = append(problems, fmt.Sprintf("%s: no inactive checkpoint of %q", n, apiPods[n]))
 		}
 	}
@@ -179,10 +179,6 @@ func (v *Verifier) checkCheckpointer(ctx context.Context, c *cluster) []Result {
 		return append(results, fail("apiserver checkpoints", "%s", strings.Join(slices.Compact(problems), "; ")))
 	}
 	return append(results, pass("apiserver checkpoints", "an inactive checkpoint of the API server on each of %d nodes", len(c.controlPlane)))
-}
-
-func hasInactive(st checkpoint.NodeStatus, parent string) bool {
-	return parent != "" && st.Phase(parent) == checkpoint.PhaseInactive
 }
 
 func (v *Verifier) checkFlannel(ctx context.Context, c *cluster) Result {
