@@ -366,7 +366,10 @@ func restartAllControlPlane(ctx context.Context, t *testing.T, cfg *envconf.Conf
 			t.Fatalf("the nodes came back with other addresses: %v, were %v", after, before)
 		}
 		api := waitAPI(ctx, t, quick, start, recoveryAfterAllRestart)
-		mustVerify(ctx, t, cfg, recoveryAfterAllRestart-time.Since(start))
+		func() {
+			defer logHandOvers(ctx, t, quick, start, run) // also when verify fails: where did the time go?
+			mustVerify(ctx, t, cfg, recoveryAfterAllRestart-time.Since(start))
+		}()
 		all := time.Since(start)
 		t.Logf("run %d: the API answered after %s; verify passed after %s", run, api.Round(time.Second), all.Round(time.Second))
 		back, recovered = append(back, api.Seconds()), append(recovered, all.Seconds())
@@ -374,6 +377,37 @@ func restartAllControlPlane(ctx context.Context, t *testing.T, cfg *envconf.Conf
 	}
 	t.Logf("median of %d runs: API back after %.0fs, verify passed after %.0fs", drillRuns, median(back), median(recovered))
 	return ctx
+}
+
+// logHandOvers logs, for each node, when its API server pod last became
+// Ready and its checkpoint's phase with the time it entered it (as the
+// checkpointer acting now saw it), counted from start.
+func logHandOvers(ctx context.Context, t *testing.T, client kubernetes.Interface, start time.Time, run int) {
+	pods, err := client.CoreV1().Pods(kube.Namespace).List(ctx, metav1.ListOptions{LabelSelector: kube.AppSelector("kube-apiserver")})
+	if err != nil {
+		t.Logf("run %d: cannot list the API server pods: %v", run, err)
+		return
+	}
+	for _, p := range pods.Items {
+		if metav1.GetControllerOf(&p) == nil {
+			continue // a checkpoint's mirror pod
+		}
+		ready := "not Ready"
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				ready = fmt.Sprintf("Ready after %.0fs", c.LastTransitionTime.Sub(start).Seconds())
+			}
+		}
+		cp := "no status"
+		if st, err := checkpoint.ReadNodeStatus(ctx, client.CoreV1().ConfigMaps(kube.Namespace), p.Spec.NodeName); err == nil {
+			for _, c := range st.Checkpoints {
+				if c.Parent == p.Name {
+					cp = fmt.Sprintf("%s after %.0fs", c.Phase, c.Since.Sub(start).Seconds())
+				}
+			}
+		}
+		t.Logf("run %d: %s: %s %s, its checkpoint %s", run, p.Spec.NodeName, p.Name, ready, cp)
+	}
 }
 
 func removeCheckpointer(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
