@@ -139,8 +139,10 @@ func TestPivot(t *testing.T) {
 			t.Logf("leases moved off %s %s after the stop", holder, time.Since(stopped).Round(time.Second))
 			total, failed, longest, _ := p.result()
 			t.Logf("prober while %s was down: %d requests, %d failed, longest gap %s", holder, total, failed, longest.Round(time.Millisecond))
+			restarted := time.Now()
 			docker(ctx, t, "start", holder)
-			mustVerify(ctx, t, cfg, 5*time.Minute)
+			waitReported(ctx, t, quickClient(t, cfg), []string{holder}, restarted, 5*time.Minute)
+			mustVerify(ctx, t, cfg, 5*time.Minute-time.Since(restarted))
 			t.Logf("%s rejoined and verify passed %s after the stop", holder, time.Since(stopped).Round(time.Second))
 			return ctx
 		}).
@@ -307,6 +309,30 @@ func waitAPI(ctx context.Context, t *testing.T, client kubernetes.Interface, sin
 	}
 	t.Fatalf("the API did not answer within %s", within)
 	return 0
+}
+
+// waitReported waits until the checkpointer of every node has published its
+// status since the given time. Until then the API still describes those nodes
+// as they were before a restart, and verify could pass on that.
+func waitReported(ctx context.Context, t *testing.T, client kubernetes.Interface, nodes []string, since time.Time, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var silent []string
+		for _, n := range nodes {
+			st, err := checkpoint.ReadNodeStatus(ctx, client.CoreV1().ConfigMaps(pivot.Namespace), n)
+			if err != nil || !st.Updated.After(since) {
+				silent = append(silent, n)
+			}
+		}
+		if len(silent) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the checkpointer of %v did not report within %s of the restart", silent, within)
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // leaseHolderNode is the node whose process holds a leader-election lease.

@@ -343,7 +343,8 @@ func apiDownNodeRestart(ctx context.Context, t *testing.T, cfg *envconf.Config) 
 	for _, n := range nodes {
 		nodeShell(ctx, t, n, "systemctl start kubelet")
 	}
-	mustVerify(ctx, t, cfg, 5*time.Minute)
+	waitReported(ctx, t, quick, []string{victim}, start, 5*time.Minute)
+	mustVerify(ctx, t, cfg, 5*time.Minute-time.Since(start))
 	t.Logf("verify passed %s after the restart", time.Since(start).Round(time.Second))
 	checkCanaries(ctx, t, cfg)
 	return ctx
@@ -368,6 +369,7 @@ func restartAllControlPlane(ctx context.Context, t *testing.T, cfg *envconf.Conf
 		api := waitAPI(ctx, t, quick, start, recoveryAfterAllRestart)
 		func() {
 			defer logHandOvers(ctx, t, quick, start, run) // also when verify fails: where did the time go?
+			waitReported(ctx, t, quick, nodes, start, recoveryAfterAllRestart-time.Since(start))
 			mustVerify(ctx, t, cfg, recoveryAfterAllRestart-time.Since(start))
 		}()
 		all := time.Since(start)
