@@ -402,10 +402,8 @@ func logHandOvers(ctx context.Context, t *testing.T, client kubernetes.Interface
 		}
 		cp := "no status"
 		if st, err := checkpoint.ReadNodeStatus(ctx, client.CoreV1().ConfigMaps(kube.Namespace), p.Spec.NodeName); err == nil {
-			for _, c := range st.Checkpoints {
-				if c.Parent == p.Name {
-					cp = fmt.Sprintf("%s after %.0fs", c.Phase, c.Since.Sub(start).Seconds())
-				}
+			if c, ok := st.Checkpoint(p.Name); ok {
+				cp = fmt.Sprintf("%s after %.0fs", c.Phase, c.Since.Sub(start).Seconds())
 			}
 		}
 		t.Logf("run %d: %s: %s %s, its checkpoint %s", run, p.Spec.NodeName, p.Name, ready, cp)

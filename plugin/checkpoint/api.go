@@ -35,12 +35,20 @@ type CheckpointStatus struct {
 	State
 }
 
-// Phase is the phase of parent's checkpoint: PhaseNone when it has none.
-func (st NodeStatus) Phase(parent string) Phase {
+// Checkpoint is the status of parent's checkpoint, if the node reported one.
+func (st NodeStatus) Checkpoint(parent string) (CheckpointStatus, bool) {
 	for _, cp := range st.Checkpoints {
 		if cp.Parent == parent {
-			return cp.Phase
+			return cp, true
 		}
+	}
+	return CheckpointStatus{}, false
+}
+
+// Phase is the phase of parent's checkpoint: PhaseNone when it has none.
+func (st NodeStatus) Phase(parent string) Phase {
+	if cp, ok := st.Checkpoint(parent); ok {
+		return cp.Phase
 	}
 	return PhaseNone
 }
