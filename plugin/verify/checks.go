@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -139,7 +140,8 @@ func (v *Verifier) checkPDB(ctx context.Context, name string) Result {
 }
 
 // checkCheckpointer wants a ready checkpointer on every control-plane node,
-// each holding an inactive checkpoint of its node's API server pod.
+// each holding an inactive checkpoint of its node's API server pod, and each
+// having reported since its kubelet last started.
 func (v *Verifier) checkCheckpointer(ctx context.Context, c *cluster) []Result {
 	const name = "pod-checkpointer"
 	readyOn := map[string]bool{}
@@ -169,6 +171,11 @@ func (v *Verifier) checkCheckpointer(ctx context.Context, c *cluster) []Result {
 		st, err := checkpoint.ReadNodeStatus(ctx, v.Client.CoreV1().ConfigMaps(Namespace), n)
 		if err != nil {
 			problems = append(problems, err.Error())
+			continue
+		}
+		if started := c.kubeletStarted[n]; st.Updated.Before(started) {
+			problems = append(problems, fmt.Sprintf("%s: no report since its kubelet started at %s (last report %s)",
+				n, started.UTC().Format(time.TimeOnly), st.Updated.UTC().Format(time.TimeOnly)))
 			continue
 		}
 		if !st.HasInactive(apiPods[n]) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,6 +56,9 @@ type cluster struct {
 	nodes        []corev1.Node
 	controlPlane []string // node names
 	pods         []corev1.Pod
+	// kubeletStarted is when each node's kubelet last started, from its
+	// "Starting" event; absent when the event has expired or cannot be read.
+	kubeletStarted map[string]time.Time
 }
 
 // Run runs every check. An error means the cluster could not be read at all.
@@ -101,7 +105,7 @@ func (v *Verifier) read(ctx context.Context) (*cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot list pods in %s: %w", Namespace, err)
 	}
-	c := &cluster{nodes: nodes.Items, pods: pods.Items}
+	c := &cluster{nodes: nodes.Items, pods: pods.Items, kubeletStarted: kubeletStarts(ctx, v.Client)}
 	for _, n := range nodes.Items {
 		if _, ok := n.Labels[ControlPlaneLabel]; ok {
 			c.controlPlane = append(c.controlPlane, n.Name)
@@ -109,6 +113,33 @@ func (v *Verifier) read(ctx context.Context) (*cluster, error) {
 	}
 	sort.Strings(c.controlPlane)
 	return c, nil
+}
+
+// kubeletStarts reads when each kubelet last started. Right after a node
+// restart the API still holds that node's old pod and checkpointer state;
+// this is how the checks tell. Events are best effort: without them the
+// checks fall back to what the API holds.
+func kubeletStarts(ctx context.Context, client kubernetes.Interface) map[string]time.Time {
+	const selector = "involvedObject.kind=Node,reason=Starting,source=kubelet"
+	events, err := client.CoreV1().Events(metav1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: selector})
+	if err != nil {
+		return nil
+	}
+	out := map[string]time.Time{}
+	for i := range events.Items {
+		e := &events.Items[i]
+		if e.InvolvedObject.Kind != "Node" || e.Reason != "Starting" || e.Source.Component != "kubelet" {
+			continue // a fake or an old server may ignore the selector
+		}
+		at := e.LastTimestamp.Time
+		if e.EventTime.After(at) {
+			at = e.EventTime.Time
+		}
+		if at.After(out[e.InvolvedObject.Name]) {
+			out[e.InvolvedObject.Name] = at
+		}
+	}
+	return out
 }
 
 func failed(r *Report) int {

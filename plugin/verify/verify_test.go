@@ -87,6 +87,17 @@ func status(t *testing.T, phase checkpoint.Phase) *corev1.ConfigMap {
 	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: checkpoint.StatusConfigMap, Namespace: Namespace}, Data: data}
 }
 
+// started is a "Starting" event about node from component.
+func started(node, component string, at time.Time) *corev1.Event {
+	return &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Name: node + "." + component, Namespace: "default"},
+		InvolvedObject: corev1.ObjectReference{Kind: "Node", Name: node},
+		Reason:         "Starting",
+		Source:         corev1.EventSource{Component: component, Host: node},
+		LastTimestamp:  metav1.NewTime(at),
+	}
+}
+
 var mirror = map[string]string{"kubernetes.io/config.mirror": "x", "kubernetes.io/config.source": "file"}
 
 // selfHosted is a healthy pivoted 3+1 cluster.
@@ -100,7 +111,9 @@ func selfHosted(t *testing.T) *world {
 		add(node(n, true, true),
 			pod("kube-apiserver-"+n, n, "kube-apiserver", apiOwner, nil),
 			pod("pod-checkpointer-"+n, n, "pod-checkpointer", cpOwner, nil),
-			pod("etcd-"+n, n, "etcd", nil, mirror))
+			pod("etcd-"+n, n, "etcd", nil, mirror),
+			started(n, "kubelet", time.Now().Add(-time.Hour)),
+			started(n, "kube-proxy", time.Now().Add(time.Hour))) // not the kubelet: ignored
 	}
 	add(ds(Namespace, "kube-apiserver", 3, 3), ds(Namespace, CheckpointerDaemonSet, 3, 3), ds(FlannelNamespace, FlannelDaemonSet, 4, 4),
 		deploy("kube-controller-manager", 3, 3), deploy("kube-scheduler", 3, 3),
@@ -212,6 +225,9 @@ func TestEachFaultFailsItsCheck(t *testing.T) {
 		}},
 		{"checkpoint active", "apiserver checkpoints", `no inactive checkpoint of "kube-apiserver-cp1"`, func(w *world) {
 			w.replace(named(checkpoint.StatusConfigMap), status(t, checkpoint.PhaseActive))
+		}},
+		{"no report since a restart", "apiserver checkpoints", "cp2: no report since its kubelet started", func(w *world) {
+			w.replace(named("cp2.kubelet"), started("cp2", "kubelet", time.Now().Add(time.Minute)))
 		}},
 		{"no checkpointer status", "apiserver checkpoints", "not installed", func(w *world) {
 			w.replace(named(checkpoint.StatusConfigMap))
