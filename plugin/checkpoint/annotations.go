@@ -11,6 +11,12 @@ const (
 	// OwnerAnnotation keeps the parent's controller, Kind/name, on its
 	// checkpoint (which has no owner references) to recognise a successor.
 	OwnerAnnotation = "checkpointer.selfhost.dev/owner"
+	// ArgsAnnotation on a parent lists, space-separated, arguments that its
+	// checkpoint appends to its first container, with the probes' host
+	// cleared so that they reach the pod's own address. The API server sets
+	// "--bind-address=$(HOST_IP)": its checkpoint then serves the node's
+	// address alone, and 127.0.0.1 reaches only the parent (see doc.go).
+	ArgsAnnotation = "checkpointer.selfhost.dev/checkpoint-args"
 
 	// Bootkube's names, accepted so that users can migrate.
 	BootkubeCheckpointAnnotation   = "checkpointer.alpha.coreos.com/checkpoint"

@@ -50,9 +50,21 @@
 // A checkpointed API server and its returning parent both listen on 6443
 // (both need --permit-port-sharing=true). On the host network a declared
 // container port is a host port that the kubelet refuses to give twice, so
-// Sanitize drops the ports and turns named probe ports into numbers. The
-// checkpoint stops only after the parent has been Ready without a break for
-// Grace.HandOver; a parent that flaps restarts that wait instead of
+// Sanitize drops the ports and turns named probe ports into numbers.
+//
+// They split the port by address. The parent binds every address; through
+// ArgsAnnotation its checkpoint binds only the node's (--bind-address=
+// $(HOST_IP)), and the kernel hands a connection to the listener bound to
+// its exact address first. So while the checkpoint runs it alone serves the
+// node's address, which the load balancer uses, and 127.0.0.1 reaches only
+// the parent: the parent's probes name 127.0.0.1, so the kubelet's and
+// LocalProbe's verdicts are the parent's own, and each server's loopback
+// client reaches itself. Sharing one address instead would let either
+// process answer any probe. When the checkpoint stops, the parent takes the
+// node's address too.
+//
+// The checkpoint stops only after the parent has been Ready without a break
+// for Grace.HandOver; a parent that flaps restarts that wait instead of
 // ping-ponging. Once inactive, a checkpoint starts again only after its
 // parent has been down for Grace.Activate.
 //

@@ -35,7 +35,7 @@ var controllerLabels = []string{"pod-template-hash", "controller-revision-hash",
 
 // Annotations that belong to the parent's life in the API, not to its spec.
 var droppedAnnotations = []string{
-	CheckpointAnnotation, BootkubeCheckpointAnnotation, BootkubeCheckpointOfAnnotation,
+	CheckpointAnnotation, BootkubeCheckpointAnnotation, BootkubeCheckpointOfAnnotation, ArgsAnnotation,
 	"kubectl.kubernetes.io/last-applied-configuration",
 }
 
@@ -82,6 +82,10 @@ func Sanitize(parent *corev1.Pod, secretRoot string) (*corev1.Pod, []VolumeCopy,
 	s.SchedulingGates = nil
 	if len(s.ResourceClaims) > 0 {
 		return nil, nil, fmt.Errorf("pod %s/%s uses resource claims, which a static pod cannot reference", p.Namespace, parentName)
+	}
+
+	if args := strings.Fields(parent.Annotations[ArgsAnnotation]); len(args) > 0 {
+		ownAddress(s, args)
 	}
 
 	uid, gid := podOwner(p)
@@ -146,6 +150,31 @@ func Sanitize(parent *corev1.Pod, secretRoot string) (*corev1.Pod, []VolumeCopy,
 		}
 	}
 	return p, copies, nil
+}
+
+// ownAddress appends args, which bind the checkpoint to the pod's own address,
+// to the first container, and points every probe there too: a probe aimed at
+// 127.0.0.1 would reach the parent instead.
+func ownAddress(s *corev1.PodSpec, args []string) {
+	if len(s.Containers) == 0 {
+		return
+	}
+	if c := &s.Containers[0]; len(c.Args) > 0 {
+		c.Args = append(c.Args, args...)
+	} else {
+		c.Command = append(c.Command, args...)
+	}
+	for i := range s.Containers {
+		c := &s.Containers[i]
+		for _, pr := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
+			if pr != nil && pr.HTTPGet != nil {
+				pr.HTTPGet.Host = ""
+			}
+			if pr != nil && pr.TCPSocket != nil {
+				pr.TCPSocket.Host = ""
+			}
+		}
+	}
 }
 
 func checkEnv(c *corev1.Container) error {

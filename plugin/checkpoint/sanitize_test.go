@@ -308,3 +308,44 @@ func TestWantsCheckpoint(t *testing.T) {
 		}
 	}
 }
+
+// The API server's checkpoint binds the node's address and probes itself
+// there; the parent's probes keep 127.0.0.1, which only the parent serves.
+func TestSanitizeBindsTheCheckpointToItsOwnAddress(t *testing.T) {
+	p := richPod()
+	p.Annotations[ArgsAnnotation] = " --bind-address=$(HOST_IP)  --v=2 "
+	c := &p.Spec.Containers[0]
+	c.LivenessProbe.HTTPGet.Host = "127.0.0.1"
+	c.ReadinessProbe.TCPSocket.Host = "127.0.0.1"
+	c.StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Host: "127.0.0.1", Path: "/livez", Port: intstr.FromInt32(6443)}}}
+	cp, _, err := Sanitize(p, secretRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cp.Spec.Containers[0]
+	if want := append(append([]string{}, c.Command...), "--bind-address=$(HOST_IP)", "--v=2"); !reflect.DeepEqual(got.Command, want) {
+		t.Errorf("checkpoint command %q, want %q", got.Command, want)
+	}
+	if h := []string{got.LivenessProbe.HTTPGet.Host, got.ReadinessProbe.TCPSocket.Host, got.StartupProbe.HTTPGet.Host}; h[0]+h[1]+h[2] != "" {
+		t.Errorf("checkpoint probes still name hosts %q; they must reach the checkpoint's own address", h)
+	}
+	if c.LivenessProbe.HTTPGet.Host != "127.0.0.1" || len(c.Command) == len(got.Command) {
+		t.Error("Sanitize changed the parent")
+	}
+	if _, ok := cp.Annotations[ArgsAnnotation]; ok {
+		t.Error("the checkpoint kept the args annotation, so a checkpoint of it would append them twice")
+	}
+	again, _, err := Sanitize(cp, secretRoot)
+	if err != nil || !reflect.DeepEqual(cp, again) {
+		t.Errorf("not idempotent (err %v):\n%+v\n%+v", err, cp.Spec.Containers[0].Command, again.Spec.Containers[0].Command)
+	}
+
+	p.Spec.Containers[0].Args = []string{"--secure-port=6443"}
+	cp, _, err = Sanitize(p, secretRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cp.Spec.Containers[0]; !reflect.DeepEqual(got.Args, []string{"--secure-port=6443", "--bind-address=$(HOST_IP)", "--v=2"}) || len(got.Command) != len(c.Command) {
+		t.Errorf("with args in use, got command %q args %q; the extra args belong after the args", got.Command, got.Args)
+	}
+}

@@ -69,10 +69,9 @@ func SelfHostedTemplate(component string, static *corev1.Pod) (corev1.PodTemplat
 			Name:      "HOST_IP",
 			ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIP"}},
 		})
-		// With host networking the pod IP is the node IP, where the server listens.
 		for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
 			if p != nil && p.HTTPGet != nil {
-				p.HTTPGet.Host = ""
+				p.HTTPGet.Host = probeHost(c.Command)
 			}
 		}
 	}
@@ -83,8 +82,29 @@ func SelfHostedTemplate(component string, static *corev1.Pod) (corev1.PodTemplat
 	t := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: *spec}
 	if component == "kube-apiserver" {
 		t.Annotations = map[string]string{checkpoint.CheckpointAnnotation: "true"}
+		if bindsEveryAddress(c.Command) {
+			t.Annotations[checkpoint.ArgsAnnotation] = "--bind-address=$(HOST_IP)"
+		}
 	}
 	return t, nil
+}
+
+// probeHost is where the kubelet probes the API server pod. When it binds
+// every address, its checkpoint binds only the node's, and 127.0.0.1 reaches
+// this pod alone (see checkpoint.ArgsAnnotation). Bound to one address, it
+// is probed there: the pod IP, which on the host network is the node's.
+func probeHost(cmd []string) string {
+	if bindsEveryAddress(cmd) {
+		return "127.0.0.1"
+	}
+	return ""
+}
+
+// bindsEveryAddress reports whether kube-apiserver's --bind-address is
+// unset (0.0.0.0 by default) or a wildcard.
+func bindsEveryAddress(cmd []string) bool {
+	v := flagValue(cmd, "--bind-address")
+	return v == "" || v == "0.0.0.0" || v == "::"
 }
 
 // PortSharingStatic returns kubeadm's static pod, rewritten to share its

@@ -50,8 +50,8 @@ func TestSelfHostedAPIServerTemplate(t *testing.T) {
 		t.Errorf("HOST_IP env: %+v", env)
 	}
 	for name, p := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe, "startup": c.StartupProbe} {
-		if p.HTTPGet.Host != "" {
-			t.Errorf("%s probe still pinned to one node's IP %s", name, p.HTTPGet.Host)
+		if p.HTTPGet.Host != "127.0.0.1" {
+			t.Errorf("%s probe aimed at %q; want 127.0.0.1, which the pod's checkpoint does not serve", name, p.HTTPGet.Host)
 		}
 		if p.HTTPGet.Port != intstr.FromInt32(6443) {
 			t.Errorf("%s probe port %v, want 6443", name, p.HTTPGet.Port)
@@ -59,6 +59,9 @@ func TestSelfHostedAPIServerTemplate(t *testing.T) {
 	}
 	if tmpl.Annotations[checkpoint.CheckpointAnnotation] != "true" {
 		t.Error("the API server is not marked for checkpointing")
+	}
+	if got := tmpl.Annotations[checkpoint.ArgsAnnotation]; got != "--bind-address=$(HOST_IP)" {
+		t.Errorf("checkpoint args %q: the checkpoint would share the pod's addresses", got)
 	}
 	if tmpl.Labels["k8s-app"] != "kube-apiserver" || s.NodeSelector[ControlPlaneLabel] != "" || !s.HostNetwork {
 		t.Errorf("labels %v, nodeSelector %v, hostNetwork %v", tmpl.Labels, s.NodeSelector, s.HostNetwork)
@@ -72,6 +75,27 @@ func TestSelfHostedAPIServerTemplate(t *testing.T) {
 	// The mirror pod itself is untouched.
 	if mirror.Spec.NodeName == "" || len(mirror.Spec.Containers[0].Ports) != 1 {
 		t.Error("SelfHostedTemplate modified its input")
+	}
+}
+
+// An API server that kubeadm bound to one address keeps it; its checkpoint
+// then shares that address, and probes go to the pod IP as before.
+func TestSelfHostedAPIServerBoundToOneAddress(t *testing.T) {
+	mirror := loadMirror(t)
+	mirror.Spec.Containers[0].Command = append(mirror.Spec.Containers[0].Command, "--bind-address=172.18.0.4")
+	tmpl, err := SelfHostedTemplate("kube-apiserver", mirror)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tmpl.Spec.Containers[0]
+	if !slices.Contains(c.Command, "--bind-address=172.18.0.4") {
+		t.Errorf("--bind-address changed: %v", c.Command)
+	}
+	if c.ReadinessProbe.HTTPGet.Host != "" || c.LivenessProbe.HTTPGet.Host != "" {
+		t.Errorf("probes aimed at %q, where this server does not listen", c.ReadinessProbe.HTTPGet.Host)
+	}
+	if _, ok := tmpl.Annotations[checkpoint.ArgsAnnotation]; ok {
+		t.Error("checkpoint args set for a server bound to one address")
 	}
 }
 
