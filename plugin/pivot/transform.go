@@ -37,7 +37,8 @@ func SelectorLabels(component string) map[string]string {
 //     --advertise-address becomes $(HOST_IP));
 //   - --permit-port-sharing, and no declared ports, so the pod starts beside
 //     the static pod and its own checkpoint;
-//   - probes on the numeric port, pinned to control-plane nodes;
+//   - probes on the numeric port, a startup probe that polls every
+//     startupProbePeriod seconds, pinned to control-plane nodes;
 //   - for the API server, the checkpoint annotation.
 func SelfHostedTemplate(component string, static *corev1.Pod) (corev1.PodTemplateSpec, error) {
 	port, ok := securePort[component]
@@ -63,6 +64,7 @@ func SelfHostedTemplate(component string, static *corev1.Pod) (corev1.PodTemplat
 	}
 	c := &spec.Containers[0]
 	prepareContainer(component, c, port)
+	pollStartupOften(c.StartupProbe)
 	if component == "kube-apiserver" {
 		c.Command = replaceFlag(c.Command, "--advertise-address", "$(HOST_IP)")
 		c.Env = append(withoutEnv(c.Env, "HOST_IP"), corev1.EnvVar{
@@ -87,6 +89,33 @@ func SelfHostedTemplate(component string, static *corev1.Pod) (corev1.PodTemplat
 		}
 	}
 	return t, nil
+}
+
+// startupProbePeriod is how often a self-hosted pod's startup probe polls.
+// kubeadm's polls every 10 s, so a server that has come up could wait 10 s
+// more to be Ready, and its checkpoint would serve for that long too.
+const startupProbePeriod = 2
+
+// pollStartupOften makes a startup probe poll every startupProbePeriod
+// seconds from the container's start, allowing it as long as before.
+func pollStartupOften(p *corev1.Probe) {
+	if p == nil {
+		return
+	}
+	period, failures := p.PeriodSeconds, p.FailureThreshold
+	if period <= 0 {
+		period = 10 // the API's defaults
+	}
+	if failures <= 0 {
+		failures = 3
+	}
+	if period <= startupProbePeriod {
+		return
+	}
+	allowed := p.InitialDelaySeconds + period*failures
+	p.InitialDelaySeconds = 0
+	p.PeriodSeconds = startupProbePeriod
+	p.FailureThreshold = (allowed + startupProbePeriod - 1) / startupProbePeriod
 }
 
 // probeHost is where the kubelet probes the API server pod. When it binds

@@ -57,6 +57,14 @@ func TestSelfHostedAPIServerTemplate(t *testing.T) {
 			t.Errorf("%s probe port %v, want 6443", name, p.HTTPGet.Port)
 		}
 	}
+	// kubeadm's startup probe: 10 s delay, then 24 polls 10 s apart.
+	if sp := c.StartupProbe; sp.InitialDelaySeconds != 0 || sp.PeriodSeconds != 2 || sp.FailureThreshold != 125 {
+		t.Errorf("startup probe: delay %ds, every %ds, %d failures; want every 2 s from the start for the same 250 s",
+			sp.InitialDelaySeconds, sp.PeriodSeconds, sp.FailureThreshold)
+	}
+	if lp := c.LivenessProbe; lp.PeriodSeconds != 10 || lp.FailureThreshold != 8 {
+		t.Errorf("liveness probe changed: every %ds, %d failures", lp.PeriodSeconds, lp.FailureThreshold)
+	}
 	if tmpl.Annotations[checkpoint.CheckpointAnnotation] != "true" {
 		t.Error("the API server is not marked for checkpointing")
 	}
@@ -158,4 +166,25 @@ func TestReplaceFlag(t *testing.T) {
 	if got := replaceFlag([]string{"x"}, "--a", "1"); !slices.Equal(got, []string{"x", "--a=1"}) {
 		t.Errorf("append: got %v", got)
 	}
+}
+
+func TestPollStartupOftenKeepsTheTimeAllowed(t *testing.T) {
+	for _, tc := range []struct {
+		name                  string
+		in                    corev1.Probe
+		delay, period, faults int32
+	}{
+		{"kubeadm's", corev1.Probe{InitialDelaySeconds: 10, PeriodSeconds: 10, FailureThreshold: 24}, 0, 2, 125},
+		{"the API's defaults", corev1.Probe{}, 0, 2, 15},
+		{"an odd budget rounds up", corev1.Probe{PeriodSeconds: 5, FailureThreshold: 3}, 0, 2, 8},
+		{"already quick", corev1.Probe{InitialDelaySeconds: 3, PeriodSeconds: 1, FailureThreshold: 30}, 3, 1, 30},
+	} {
+		p := tc.in
+		pollStartupOften(&p)
+		if p.InitialDelaySeconds != tc.delay || p.PeriodSeconds != tc.period || p.FailureThreshold != tc.faults {
+			t.Errorf("%s: delay %d, period %d, failures %d; want %d, %d, %d", tc.name,
+				p.InitialDelaySeconds, p.PeriodSeconds, p.FailureThreshold, tc.delay, tc.period, tc.faults)
+		}
+	}
+	pollStartupOften(nil) // kubeadm's scheduler had none before 1.18
 }
