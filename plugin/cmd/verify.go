@@ -71,8 +71,8 @@ func NewVerifyCommand(streams genericiooptions.IOStreams, configFlags *genericcl
 It exits 0 only when every check passes.
 
 --drill apiserver first deletes every kube-apiserver pod at once and measures
-how long the cluster takes to bring itself back through its checkpoints. It
-asks before acting (or takes --yes), refuses a cluster with fewer than 2
+how long the cluster takes to bring itself back through its checkpoints, then
+waits for the checks to pass again before it runs them. It asks before acting (or takes --yes), refuses a cluster with fewer than 2
 control-plane nodes ready to take over, and fails over --max-recovery.`,
 		Example: `  kubectl selfhost verify
   kubectl selfhost verify -o json
@@ -145,17 +145,17 @@ func (o *VerifyOptions) Complete() error {
 
 // Run prints the report; a failed check makes the command fail.
 func (o *VerifyOptions) Run(ctx context.Context) error {
-	var outcome *drillOutcome
-	if o.Drill != "" {
-		var err error
-		if outcome, err = o.runDrill(ctx); err != nil {
-			return err
-		}
-	}
 	v := &verify.Verifier{
 		Client:        o.client,
 		ClusterDomain: o.ClusterDomain,
 		DNS:           &verify.PodDNSProber{Client: o.client, Namespace: "default", Image: o.ProbeImage, Timeout: o.Timeout},
+	}
+	var outcome *drillOutcome
+	if o.Drill != "" {
+		var err error
+		if outcome, err = o.runDrill(ctx, v); err != nil {
+			return err
+		}
 	}
 	report, err := v.Run(ctx)
 	if err != nil {
@@ -188,7 +188,7 @@ func (o *VerifyOptions) Run(ctx context.Context) error {
 
 // runDrill checks that the drill is survivable, asks, and runs it. An error
 // means nothing was done; a failed drill is in the outcome.
-func (o *VerifyOptions) runDrill(ctx context.Context) (*drillOutcome, error) {
+func (o *VerifyOptions) runDrill(ctx context.Context, v *verify.Verifier) (*drillOutcome, error) {
 	progressOut := o.Out
 	if o.Output == "json" {
 		progressOut = o.ErrOut // stdout stays one JSON document
@@ -196,6 +196,7 @@ func (o *VerifyOptions) runDrill(ctx context.Context) (*drillOutcome, error) {
 	d := &drill.APIServer{
 		Client: o.client, Probe: o.probe, Status: progress.NewStatus(progressOut, isTerminal(progressOut)),
 		Interval: 250 * time.Millisecond, StatusInterval: 2 * time.Second, Timeout: o.Timeout,
+		Unsettled: v.Failing,
 	}
 	ready, err := d.Preflight(ctx)
 	if err != nil {
@@ -247,6 +248,9 @@ func printDrill(o *VerifyOptions, d *drillOutcome) {
 		fmt.Fprintf(o.Out, "  new API server pods Ready on every control-plane node after %s\n", r.DaemonSetReady)
 		if r.SteppedDown > 0 {
 			fmt.Fprintf(o.Out, "  checkpoints stepped down after %s\n", r.SteppedDown)
+		}
+		if r.Settled > 0 {
+			fmt.Fprintf(o.Out, "  every check but DNS passed after %s\n", r.Settled)
 		}
 	}
 	if d.Error != "" {

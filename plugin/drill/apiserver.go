@@ -46,6 +46,10 @@ type APIServer struct {
 	StatusInterval time.Duration
 	Timeout        time.Duration // for each phase
 	Now            func() time.Time
+	// Unsettled, when set, says what still fails verify's checks, or "".
+	// The drill waits for it last: a controller-manager or scheduler that
+	// led through the outage loses its lease, exits and is restarted.
+	Unsettled func(ctx context.Context) (string, error)
 }
 
 // Result is what the drill measured. Every duration counts from the deletion.
@@ -67,6 +71,8 @@ type Result struct {
 	// SteppedDown is when no API server checkpoint was active any more and
 	// each new pod had an inactive one.
 	SteppedDown Seconds `json:"steppedDownSeconds"`
+	// Settled is when every check passed again (zero without Unsettled).
+	Settled Seconds `json:"settledSeconds"`
 }
 
 // Seconds is a duration that prints, and encodes to JSON, as seconds.
@@ -152,7 +158,38 @@ func (d *APIServer) Run(ctx context.Context) (*Result, error) {
 	step = d.Status.Start("Waiting for the checkpoints to step down")
 	err = d.awaitStepDown(ctx, step, start, nodes, old, r)
 	step.End(err)
+	if err != nil || d.Unsettled == nil {
+		return r, err
+	}
+
+	step = d.Status.Start("Waiting for every check to pass")
+	err = d.awaitSettled(ctx, step, start, r)
+	step.End(err)
 	return r, err
+}
+
+// awaitSettled asks Unsettled every StatusInterval until nothing fails.
+func (d *APIServer) awaitSettled(ctx context.Context, step *progress.Step, start time.Time, r *Result) error {
+	for {
+		why, err := d.Unsettled(ctx)
+		if err != nil {
+			why = err.Error()
+		}
+		now := d.now()
+		if why == "" {
+			r.Settled = Seconds(now.Sub(start))
+			return nil
+		}
+		step.Waiting("%s", why)
+		if now.Sub(start) > d.Timeout+r.SteppedDown.Duration() {
+			return fmt.Errorf("the checks did not pass within %s of the checkpoints stepping down: %s", d.Timeout, why)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d.StatusInterval):
+		}
+	}
 }
 
 // awaitRecovery probes the API every Interval until it answers and each

@@ -188,8 +188,20 @@ func TestRunMeasuresTheOutageAndWaitsForTheCheckpointsToStepDown(t *testing.T) {
 		return true, statusMap(c.now, next), nil
 	})
 
+	// Once the checkpoints step down, the scheduler that led is restarting
+	// for two more reads.
+	unsettled := 0
 	var out bytes.Buffer
-	r, err := newDrill(client, c, &out, probe).Run(ctx)
+	d := newDrill(client, c, &out, probe)
+	d.Unsettled = func(context.Context) (string, error) {
+		unsettled++
+		c.advance(time.Second)
+		if unsettled <= 2 {
+			return "kube-scheduler: 2 of 3 replicas ready", nil
+		}
+		return "", nil
+	}
+	r, err := d.Run(ctx)
 	if err != nil {
 		t.Fatalf("drill failed: %v\n%s", err, out.String())
 	}
@@ -207,6 +219,7 @@ func TestRunMeasuresTheOutageAndWaitsForTheCheckpointsToStepDown(t *testing.T) {
 		"API steady":      {r.APISteady, Seconds(1250 * time.Millisecond)},
 		"DaemonSet ready": {r.DaemonSetReady, Seconds(1250 * time.Millisecond)},
 		"stepped down":    {r.SteppedDown, Seconds(1250 * time.Millisecond)},
+		"settled":         {r.Settled, Seconds(4250 * time.Millisecond)},
 	}
 	for name, gw := range want {
 		if gw[0] != gw[1] {
@@ -220,6 +233,8 @@ func TestRunMeasuresTheOutageAndWaitsForTheCheckpointsToStepDown(t *testing.T) {
 		"waiting for the API (down) and new Ready API server pods (0/3)",
 		"waiting for cp-1: kube-apiserver-a active",
 		"✓ Waiting for the checkpoints to step down",
+		"waiting for kube-scheduler: 2 of 3 replicas ready",
+		"✓ Waiting for every check to pass",
 	} {
 		if !strings.Contains(out.String(), line) {
 			t.Errorf("progress lacks %q:\n%s", line, out.String())
@@ -245,5 +260,23 @@ func TestRunGivesUpWhenTheAPIStaysDown(t *testing.T) {
 	}
 	if r.Requests != r.FailedRequests || r.Requests < 8 || r.DaemonSetReady != 0 {
 		t.Errorf("result %+v: every request should have failed and nothing recovered", r)
+	}
+}
+
+func TestSettlingGivesUpAfterTheTimeout(t *testing.T) {
+	c := &clock{now: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	var out bytes.Buffer
+	d := newDrill(fake.NewClientset(), c, &out, nil)
+	d.Unsettled = func(context.Context) (string, error) {
+		c.advance(time.Second)
+		return "kube-controller-manager: 2 of 3 replicas ready", nil
+	}
+	r := &Result{SteppedDown: Seconds(10 * time.Second)}
+	err := d.awaitSettled(context.Background(), d.Status.Start("Waiting for every check to pass"), c.now, r)
+	if err == nil || !strings.Contains(err.Error(), "did not pass within 2s of the checkpoints stepping down: kube-controller-manager: 2 of 3 replicas ready") {
+		t.Fatalf("err = %v, want the failing check named", err)
+	}
+	if r.Settled != 0 {
+		t.Errorf("settled after %s, though a check never passed", r.Settled)
 	}
 }

@@ -277,3 +277,19 @@ func TestParseNslookup(t *testing.T) {
 		t.Error("an NXDOMAIN answer parsed as an address")
 	}
 }
+
+func TestFailingNamesWhatFailsAndLeavesOutDNS(t *testing.T) {
+	ctx := context.Background()
+	w := selfHosted(t)
+	w.dns = errors.New("no probe pod") // DNS is not Failing's to check
+	v := &Verifier{Client: fake.NewClientset(w.objs...), DNS: fakeDNS{w.dns}, ClusterDomain: "cluster.local"}
+	if why, err := v.Failing(ctx); err != nil || why != "" {
+		t.Errorf("a healthy cluster: %q, %v; want nothing failing", why, err)
+	}
+	w.replace(named("kube-scheduler"), deploy("kube-scheduler", 3, 2), &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "kube-scheduler", Namespace: Namespace}})
+	v.Client = fake.NewClientset(w.objs...)
+	why, err := v.Failing(ctx)
+	if err != nil || !strings.HasPrefix(why, "kube-scheduler: Deployment 2 of 3 ready") || strings.Contains(why, ";") {
+		t.Errorf("a scheduler short: %q, %v; want only that named", why, err)
+	}
+}
