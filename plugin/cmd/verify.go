@@ -72,8 +72,9 @@ It exits 0 only when every check passes.
 
 --drill apiserver first deletes every kube-apiserver pod at once and measures
 how long the cluster takes to bring itself back through its checkpoints, then
-waits for the checks to pass again before it runs them. It asks before acting (or takes --yes), refuses a cluster with fewer than 2
-control-plane nodes ready to take over, and fails over --max-recovery.`,
+waits for the checks to pass again before it runs them. It asks before acting
+(or takes --yes), refuses a cluster with fewer than 2 control-plane nodes
+ready to take over, and fails over --max-recovery.`,
 		Example: `  kubectl selfhost verify
   kubectl selfhost verify -o json
   kubectl selfhost verify --drill apiserver --yes --max-recovery 45s`,

@@ -71,7 +71,8 @@ type Result struct {
 	// SteppedDown is when no API server checkpoint was active any more and
 	// each new pod had an inactive one.
 	SteppedDown Seconds `json:"steppedDownSeconds"`
-	// Settled is when every check passed again (zero without Unsettled).
+	// Settled is when every check but DNS passed again (zero without
+	// Unsettled).
 	Settled Seconds `json:"settledSeconds"`
 }
 

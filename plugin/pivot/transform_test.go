@@ -186,5 +186,5 @@ func TestPollStartupOftenKeepsTheTimeAllowed(t *testing.T) {
 				p.InitialDelaySeconds, p.PeriodSeconds, p.FailureThreshold, tc.delay, tc.period, tc.faults)
 		}
 	}
-	pollStartupOften(nil) // kubeadm's scheduler had none before 1.18
+	pollStartupOften(nil) // a pod with no startup probe keeps none
 }
