@@ -79,9 +79,8 @@ func TestRecovery(t *testing.T) {
 
 // drillResult is the part of `verify --drill -o json` the suite reads.
 type drillResult struct {
-	Passed  bool            `json:"passed"`
-	Results []verify.Result `json:"results"`
-	Drill   struct {
+	verify.Report
+	Drill struct {
 		Passed         bool    `json:"passed"`
 		Error          string  `json:"error"`
 		Requests       int     `json:"requests"`
@@ -108,13 +107,7 @@ func drillDeleteAPIServers(ctx context.Context, t *testing.T, cfg *envconf.Confi
 		t.Logf("run %d: %d of %d requests failed, longest gap %.1fs, API back after %.1fs (steady after %.1fs), DaemonSet Ready after %.1fs, checkpoints stepped down after %.1fs, checks passed after %.1fs",
 			run, d.FailedRequests, d.Requests, d.LongestGap, d.APIBack, d.APISteady, d.DaemonSetReady, d.SteppedDown, d.Settled)
 		if err != nil || !r.Passed {
-			var failed []string
-			for _, c := range r.Results {
-				if !c.Passed {
-					failed = append(failed, c.Check+": "+c.Detail)
-				}
-			}
-			t.Fatalf("run %d: verify --drill apiserver failed (%v): %s %s\n%s", run, err, d.Error, strings.Join(failed, "; "), stderr)
+			t.Fatalf("run %d: verify --drill apiserver failed (%v): %s %s\n%s", run, err, d.Error, r.Failing(), stderr)
 		}
 		if time.Duration(d.APIBack*float64(time.Second)) > apiBackAfterDrill {
 			t.Errorf("run %d: the API came back after %.1fs, over the %s target", run, d.APIBack, apiBackAfterDrill)

@@ -103,13 +103,20 @@ func (v *Verifier) Failing(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var failing []string
-	for _, res := range v.readChecks(ctx, c) {
+	return failing(v.readChecks(ctx, c)), nil
+}
+
+// Failing says which checks failed and why, or "" when none did.
+func (r *Report) Failing() string { return failing(r.Results) }
+
+func failing(results []Result) string {
+	var out []string
+	for _, res := range results {
 		if !res.Passed {
-			failing = append(failing, res.Check+": "+res.Detail)
+			out = append(out, res.Check+": "+res.Detail)
 		}
 	}
-	return strings.Join(failing, "; "), nil
+	return strings.Join(out, "; ")
 }
 
 func (v *Verifier) read(ctx context.Context) (*cluster, error) {

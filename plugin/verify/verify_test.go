@@ -292,4 +292,8 @@ func TestFailingNamesWhatFailsAndLeavesOutDNS(t *testing.T) {
 	if err != nil || !strings.HasPrefix(why, "kube-scheduler: Deployment 2 of 3 ready") || strings.Contains(why, ";") {
 		t.Errorf("a scheduler short: %q, %v; want only that named", why, err)
 	}
+	// The whole report names DNS too.
+	if got := w.run(t).Failing(); !strings.HasPrefix(got, why+"; dns: ") {
+		t.Errorf("report: %q; want the scheduler, then DNS", got)
+	}
 }
