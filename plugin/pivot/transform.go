@@ -65,15 +65,26 @@ func SelfHostedTemplate(component string, static *corev1.Pod) (corev1.PodTemplat
 	c := &spec.Containers[0]
 	prepareContainer(component, c, port)
 	pollStartupOften(c.StartupProbe)
+	// An API server bound to every address splits 6443 with its checkpoint
+	// by address: the checkpoint binds only the node's (see
+	// checkpoint.ArgsAnnotation), so 127.0.0.1 reaches this pod alone and its
+	// probes aim there. Bound to one address, it is probed there: the pod IP,
+	// which on the host network is the node's.
+	splitsPort := false
 	if component == "kube-apiserver" {
+		splitsPort = bindsEveryAddress(c.Command)
 		c.Command = replaceFlag(c.Command, "--advertise-address", "$(HOST_IP)")
 		c.Env = append(withoutEnv(c.Env, "HOST_IP"), corev1.EnvVar{
 			Name:      "HOST_IP",
 			ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIP"}},
 		})
+		host := ""
+		if splitsPort {
+			host = "127.0.0.1"
+		}
 		for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
 			if p != nil && p.HTTPGet != nil {
-				p.HTTPGet.Host = probeHost(c.Command)
+				p.HTTPGet.Host = host
 			}
 		}
 	}
@@ -84,7 +95,7 @@ func SelfHostedTemplate(component string, static *corev1.Pod) (corev1.PodTemplat
 	t := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: *spec}
 	if component == "kube-apiserver" {
 		t.Annotations = map[string]string{checkpoint.CheckpointAnnotation: "true"}
-		if bindsEveryAddress(c.Command) {
+		if splitsPort {
 			t.Annotations[checkpoint.ArgsAnnotation] = "--bind-address=$(HOST_IP)"
 		}
 	}
@@ -116,17 +127,6 @@ func pollStartupOften(p *corev1.Probe) {
 	p.InitialDelaySeconds = 0
 	p.PeriodSeconds = startupProbePeriod
 	p.FailureThreshold = (allowed + startupProbePeriod - 1) / startupProbePeriod
-}
-
-// probeHost is where the kubelet probes the API server pod. When it binds
-// every address, its checkpoint binds only the node's, and 127.0.0.1 reaches
-// this pod alone (see checkpoint.ArgsAnnotation). Bound to one address, it
-// is probed there: the pod IP, which on the host network is the node's.
-func probeHost(cmd []string) string {
-	if bindsEveryAddress(cmd) {
-		return "127.0.0.1"
-	}
-	return ""
 }
 
 // bindsEveryAddress reports whether kube-apiserver's --bind-address is
