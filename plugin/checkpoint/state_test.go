@@ -155,6 +155,29 @@ func TestStepRestartsTimerWhenReasonChanges(t *testing.T) {
 	}
 }
 
+// TestDefaultHandOverNeedsTwoReadyObservations runs the shipped defaults at
+// the shipped reconcile interval: a returning parent takes the node back on
+// its second Ready observation, and a flap in between starts the wait over.
+func TestDefaultHandOverNeedsTwoReadyObservations(t *testing.T) {
+	ready := Observation{APIUp: true, ParentInAPI: true, ParentReady: true}
+	tick := func(i int) time.Time { return testNow.Add(time.Duration(i) * DefaultInterval) }
+	s := Step(State{Phase: PhaseActive, Since: tick(-10)}, ready, tick(0), DefaultGrace)
+	if s.Phase != PhaseActive || s.Pending != PendingHandOver {
+		t.Fatalf("on the first Ready observation got %+v, want active waiting to hand over", s)
+	}
+	if got := Step(s, ready, tick(1), DefaultGrace); got.Phase != PhaseInactive {
+		t.Fatalf("on the second Ready observation got %s, want inactive", got.Phase)
+	}
+	s = Step(s, Observation{APIUp: true, ParentInAPI: true}, tick(1), DefaultGrace)
+	s = Step(s, ready, tick(2), DefaultGrace)
+	if s.Phase != PhaseActive || !s.PendingSince.Equal(tick(2)) {
+		t.Fatalf("after a flap got %+v, want active waiting from the next Ready observation", s)
+	}
+	if got := Step(s, ready, tick(3), DefaultGrace); got.Phase != PhaseInactive {
+		t.Fatalf("two Ready observations after the flap got %s, want inactive", got.Phase)
+	}
+}
+
 func TestStepRemovedIsTerminal(t *testing.T) {
 	for _, o := range []Observation{{}, {APIUp: true, ParentInAPI: true, ParentReady: true}} {
 		if got := Step(State{Phase: PhaseRemoved}, o, testNow, testGrace); got.Phase != PhaseRemoved {
