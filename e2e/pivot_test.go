@@ -252,11 +252,20 @@ func killBootstrapAfter(ctx context.Context, t *testing.T, cfg *envconf.Config, 
 // that much late.
 func mustVerify(ctx context.Context, t *testing.T, cfg *envconf.Config, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
+	start := time.Now()
+	deadline := start.Add(within)
 	quick := verify.Verifier{Client: quickClient(t, cfg), DNS: assumeDNS{}, ClusterDomain: "cluster.local"}
+	last := "" // the checks that failed last, to tell where a slow recovery spent its time
 	for time.Now().Before(deadline) {
-		if r, err := quick.Run(ctx); err == nil && r.Passed {
+		r, err := quick.Run(ctx)
+		if err == nil && r.Passed {
+			if last != "" {
+				t.Logf("the last checks to pass (%s after the wait began): %s", time.Since(start).Round(time.Second), last)
+			}
 			break
+		}
+		if err == nil {
+			last = r.Failing()
 		}
 		time.Sleep(2 * time.Second)
 	}

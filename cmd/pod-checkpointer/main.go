@@ -36,6 +36,7 @@ func main() {
 	fs.StringVar(&c.TokenFile, "token-file", "/var/run/secrets/pod-checkpointer/token", "long-lived service account token")
 	fs.StringVar(&c.CAFile, "ca-file", "/var/run/secrets/pod-checkpointer/ca.crt", "CA bundle of the API server")
 	fs.DurationVar(&c.Interval, "interval", checkpoint.DefaultInterval, "time between reconciles")
+	fs.DurationVar(&c.BusyInterval, "busy-interval", checkpoint.DefaultBusyInterval, "time between reconciles while a checkpoint waits to activate or to hand over")
 	fs.DurationVar(&c.Grace.Activate, "activate-after", c.Grace.Activate, "how long a parent must be down here before its checkpoint starts")
 	fs.DurationVar(&c.Grace.HandOver, "hand-over-after", c.Grace.HandOver, "how long a returning parent must be Ready before its checkpoint stops")
 	fs.DurationVar(&c.Grace.Remove, "remove-after", c.Grace.Remove, "how long a parent must be gone from the API before its checkpoint is removed")

@@ -229,7 +229,7 @@ current-context: system:node:kind-control-plane@kind
 }
 
 func TestConfigValidate(t *testing.T) {
-	good := Config{Namespace: testNS, Node: testNode, PodName: testSelf, Interval: time.Second, TokenFile: "t", CAFile: "c"}
+	good := Config{Namespace: testNS, Node: testNode, PodName: testSelf, Interval: time.Second, BusyInterval: time.Second, TokenFile: "t", CAFile: "c"}
 	if err := good.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -244,6 +244,11 @@ func TestConfigValidate(t *testing.T) {
 	bad.Node = ""
 	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "NODE_NAME") {
 		t.Errorf("err = %v", err)
+	}
+	bad = good
+	bad.BusyInterval = 0
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "--busy-interval") {
+		t.Errorf("without a busy interval: err = %v", err)
 	}
 }
 

@@ -3,8 +3,10 @@ package checkpoint
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	remote "k8s.io/cri-client/pkg"
@@ -21,6 +23,7 @@ type LocalPod struct {
 
 // LocalContainer is the newest attempt of one container.
 type LocalContainer struct {
+	ID        string // the runtime's, as in a pod status's containerID after "<runtime>://"
 	Running   bool
 	CreatedAt time.Time
 }
@@ -74,6 +77,7 @@ func (c *CRI) LocalPods(ctx context.Context) ([]LocalPod, error) {
 			bySandbox[ct.PodSandboxId] = m
 		}
 		a := attempt{n: ct.Metadata.Attempt, c: LocalContainer{
+			ID:        ct.Id,
 			Running:   ct.State == runtimeapi.ContainerState_CONTAINER_RUNNING,
 			CreatedAt: time.Unix(0, ct.CreatedAt),
 		}}
@@ -124,6 +128,39 @@ func runningHere(local []LocalPod, namespace, name, uid string, containers []str
 			}
 		}
 		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// statusIsCurrent reports whether the API's status of a pod describes what
+// runs here now: every container ready under the ID of its newest attempt in
+// a ready sandbox. After a reboot the API keeps the last boot's Ready until
+// the kubelet reports again, and a parent that has not served yet would
+// otherwise count as Ready and take the node back from its checkpoint.
+func statusIsCurrent(p *corev1.Pod, local []LocalPod) bool {
+	if len(p.Spec.Containers) == 0 {
+		return false
+	}
+	reported := map[string]corev1.ContainerStatus{}
+	for _, st := range p.Status.ContainerStatuses {
+		reported[st.Name] = st
+	}
+	for _, lp := range local {
+		if lp.Namespace != p.Namespace || lp.Name != p.Name || lp.UID != string(p.UID) || !lp.Ready {
+			continue
+		}
+		current := true
+		for _, c := range p.Spec.Containers {
+			st, ok := reported[c.Name]
+			_, id, _ := strings.Cut(st.ContainerID, "://")
+			if !ok || !st.Ready || id == "" || id != lp.Containers[c.Name].ID {
+				current = false
+				break
+			}
+		}
+		if current {
 			return true
 		}
 	}

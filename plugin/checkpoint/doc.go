@@ -20,11 +20,12 @@
 // from the kubelet API, which needs the API server to authorize. A parent counts
 // as Ready here when a ready sandbox runs every one of its containers, each for
 // at least MinStable (a crash-looping container never does), and, while the
-// API is up, the API also reports the pod Ready. While the API is down, a
-// host-network parent must also pass its HTTP readiness probes, run from the
-// node (LocalProbe): an API server whose pod was deleted still runs for its
-// termination grace period, but fails /readyz at once. Parents come from the
-// API; checkpoints from the disk.
+// API is up, the API also reports the pod Ready with those very containers'
+// IDs (after a reboot it holds the last boot's Ready until the kubelet
+// reports again). While the API is down, a host-network parent must also pass
+// its HTTP readiness probes, run from the node (LocalProbe): an API server
+// whose pod was deleted still runs for its termination grace period, but
+// fails /readyz at once. Parents come from the API; checkpoints from the disk.
 //
 // # State machine
 //

@@ -98,7 +98,11 @@ type localPod struct {
 type localCtr struct {
 	running bool
 	age     time.Duration // how long before testNow it was created
+	boot    string        // set after a reboot: the runtime names the new container differently
 }
+
+// containerID is the runtime's ID of a container that localPod p runs.
+func containerID(pod, name, boot string) string { return "sandbox-" + pod + "-" + name + boot }
 
 func (s *criServer) set(pods ...localPod) {
 	var sandboxes []*runtimeapi.PodSandbox
@@ -128,7 +132,7 @@ func (s *criServer) set(pods ...localPod) {
 				State:     runtimeapi.ContainerState_CONTAINER_EXITED,
 				CreatedAt: s.base.Add(-2 * time.Hour).UnixNano(),
 			}, &runtimeapi.Container{
-				Id: id + "-" + name, PodSandboxId: id,
+				Id: containerID(p.name, name, c.boot), PodSandboxId: id,
 				Metadata:  &runtimeapi.ContainerMetadata{Name: name, Attempt: 3},
 				State:     cs,
 				CreatedAt: s.base.Add(-c.age).UnixNano(),
@@ -177,10 +181,6 @@ func statusConfigMap() *corev1.ConfigMap {
 
 // parentPod is a self-hosted API server pod as a DaemonSet would make it.
 func parentPod(name string, ready bool) *corev1.Pod {
-	status := corev1.ConditionFalse
-	if ready {
-		status = corev1.ConditionTrue
-	}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: name, Namespace: testNS, UID: types.UID("uid-" + name),
@@ -203,7 +203,21 @@ func parentPod(name string, ready bool) *corev1.Pod {
 				{Name: "extra", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "apiserver-extra"}}},
 			},
 		},
-		Status: corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: status}}},
+		Status: readyStatus(name, ready, ""),
+	}
+}
+
+// readyStatus is what the kubelet reports for parentPod's container as
+// started in the given boot.
+func readyStatus(pod string, ready bool, boot string) corev1.PodStatus {
+	status := corev1.ConditionFalse
+	if ready {
+		status = corev1.ConditionTrue
+	}
+	return corev1.PodStatus{
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: status}},
+		ContainerStatuses: []corev1.ContainerStatus{{Name: "kube-apiserver", Ready: ready,
+			ContainerID: "containerd://" + containerID(pod, "kube-apiserver", boot)}},
 	}
 }
 

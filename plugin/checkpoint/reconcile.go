@@ -72,6 +72,9 @@ type Result struct {
 	Yield bool
 	// TornDown: the DaemonSet is gone and every checkpoint is removed.
 	TornDown bool
+	// Busy: a checkpoint other than the checkpointer's own waits to activate
+	// or to hand over, so the next pass should come soon.
+	Busy bool
 }
 
 // Reconcile runs one pass. Without the container runtime it does nothing:
@@ -136,7 +139,19 @@ func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
 	// logged and counted, and must not make the whole node look unhealthy.
 	r.lastSuccess.Store(now.UnixNano())
 	r.Metrics.lastSuccess.Set(float64(now.Unix()))
-	return Result{Yield: r.daemonSetCopyRuns(local)}, joinErrs(errs)
+	return Result{Yield: r.daemonSetCopyRuns(local), Busy: r.busy()}, joinErrs(errs)
+}
+
+// busy reports whether a checkpoint other than the checkpointer's own waits
+// to activate or to hand over.
+func (r *Reconciler) busy() bool {
+	self := Key(r.Namespace, r.Self)
+	for key, s := range r.states {
+		if key != self && (s.Pending == PendingActivate || s.Pending == PendingHandOver) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Reconciler) reconcileOne(ctx context.Context, key string, parent *corev1.Pod, od *OnDisk, parents []corev1.Pod, local []LocalPod, apiUp bool, now time.Time) error {
@@ -229,12 +244,12 @@ func (r *Reconciler) successor(cp *corev1.Pod, parents []corev1.Pod, local []Loc
 }
 
 // parentReady: with the API up, the parent (matched by UID) runs here per the
-// runtime and the API says it is Ready. With the API down, the parent must
-// have run every container for MinStable and, where Probe can tell, pass
-// its readiness probes: a parent shutting down still runs.
+// runtime and the API reports those very containers Ready. With the API down,
+// the parent must have run every container for MinStable and, where Probe can
+// tell, pass its readiness probes: a parent shutting down still runs.
 func (r *Reconciler) parentReady(parent *corev1.Pod, od *OnDisk, namespace, name string, local []LocalPod, now time.Time) bool {
 	if parent != nil {
-		return podReady(parent) && runningHere(local, namespace, name, string(parent.UID), containerNames(parent), now, r.MinStable)
+		return podReady(parent) && statusIsCurrent(parent, local) && runningHere(local, namespace, name, string(parent.UID), containerNames(parent), now, r.MinStable)
 	}
 	var spec *corev1.Pod
 	if od != nil {

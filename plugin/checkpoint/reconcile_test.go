@@ -170,6 +170,99 @@ func TestOutageAndOneHandOver(t *testing.T) {
 	}
 }
 
+// TestStaleReadyAfterRebootKeepsTheCheckpoint: after every control-plane node
+// rebooted, the API still holds the parent's Ready from the last boot while
+// the kubelet runs a new container that has not served yet. The checkpoint
+// must keep the node until the kubelet reports that container Ready.
+func TestStaleReadyAfterRebootKeepsTheCheckpoint(t *testing.T) {
+	n := newTestNode(t, quietLog())
+	cri, api, r, parent := n.cri, n.api, n.r, n.parent
+	step := func(d time.Duration) { t.Helper(); n.step(t, d) }
+	phase := func() Phase { return r.states[Key(testNS, parentName)].Phase }
+	boot := func(id string) localPod {
+		return localPod{name: parentName, uid: string(parent.UID), ready: true,
+			containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour, boot: id}}}
+	}
+
+	cri.set(boot(""))
+	step(0)
+	cri.set()
+	api.down.Store(true)
+	for range 3 {
+		step(5 * time.Second)
+	}
+	if phase() != PhaseActive {
+		t.Fatalf("during the outage got %s, want active", phase())
+	}
+	// The API is back, still saying Ready about the last boot's container.
+	api.down.Store(false)
+	cri.set(boot("-2"))
+	for range 8 { // longer than the hand-over grace
+		step(5 * time.Second)
+		if phase() != PhaseActive {
+			t.Fatalf("handed over on the last boot's Ready: got %s, want active", phase())
+		}
+	}
+	// The kubelet reports the new container Ready.
+	p := parent.DeepCopy()
+	p.Status = readyStatus(parentName, true, "-2")
+	if _, err := api.cs.CoreV1().Pods(testNS).UpdateStatus(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for range 8 { // the hand-over grace
+		step(5 * time.Second)
+	}
+	if phase() != PhaseInactive {
+		t.Fatalf("after the kubelet reported the new container Ready got %s, want inactive", phase())
+	}
+}
+
+// TestBusyWhileACheckpointWaits: the reconcile loop speeds up only while a
+// checkpoint other than the checkpointer's own waits to activate or to hand
+// over, not for as long as one serves.
+func TestBusyWhileACheckpointWaits(t *testing.T) {
+	n := newTestNode(t, quietLog())
+	running := localPod{name: parentName, uid: string(n.parent.UID), ready: true,
+		containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour}}}
+	phase := func() Phase { return n.r.states[Key(testNS, parentName)].Phase }
+	pass := func(d time.Duration) Result {
+		t.Helper()
+		n.clk.add(d)
+		res, err := n.r.Reconcile(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	self := parentPod(testSelf, false)
+	self.Spec.Volumes[1] = corev1.Volume{Name: "token", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "pod-checkpointer-token"}}}
+	token := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "pod-checkpointer-token", Namespace: testNS},
+		Data: map[string][]byte{"token": []byte("long-lived")}}
+	for _, o := range []runtime.Object{self, token} {
+		if err := n.api.cs.Tracker().Add(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.cri.set(running)
+	if res := pass(0); res.Busy || n.r.states[Key(testNS, testSelf)].Phase != PhaseActive {
+		t.Fatalf("busy = %t with only an inactive checkpoint and the checkpointer's own (%s)", res.Busy, n.r.states[Key(testNS, testSelf)].Phase)
+	}
+	n.cri.set()
+	if res := pass(time.Second); !res.Busy {
+		t.Fatal("not busy while waiting to activate")
+	}
+	if res := pass(testGrace.Activate); res.Busy || phase() != PhaseActive {
+		t.Fatalf("busy = %t once active (%s), with the parent still down", res.Busy, phase())
+	}
+	n.cri.set(running)
+	if res := pass(time.Second); !res.Busy {
+		t.Fatal("not busy while waiting to hand over")
+	}
+	if res := pass(testGrace.HandOver); res.Busy || phase() != PhaseInactive {
+		t.Fatalf("busy = %t after the hand-over (%s)", res.Busy, phase())
+	}
+}
+
 // recordingStore logs the calls that remove files.
 type recordingStore struct {
 	Disk

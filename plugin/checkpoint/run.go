@@ -37,6 +37,7 @@ type Config struct {
 	CAFile            string
 
 	Interval       time.Duration
+	BusyInterval   time.Duration // while a checkpoint waits to activate or to hand over
 	Grace          Grace
 	MinStable      time.Duration
 	RefreshEvery   time.Duration
@@ -56,8 +57,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Namespace == "" || c.Node == "" || c.PodName == "":
 		return errors.New("POD_NAMESPACE, NODE_NAME and POD_NAME must be set through the downward API")
-	case c.Interval <= 0:
-		return errors.New("--interval must be positive")
+	case c.Interval <= 0 || c.BusyInterval <= 0:
+		return errors.New("--interval and --busy-interval must be positive")
 	case c.TokenFile == "" || c.CAFile == "":
 		return errors.New("--token-file and --ca-file are required")
 	}
@@ -114,8 +115,9 @@ func kubeconfigServer(path string) (string, error) {
 }
 
 // Run acts for this node until ctx ends: wait for the lock, reconcile every
-// Interval while serving /healthz and /metrics, and hand the lock back when
-// this is the static copy and the DaemonSet pod runs again.
+// Interval (BusyInterval while a checkpoint waits to activate or to hand
+// over) while serving /healthz and /metrics, and hand the lock back when this
+// is the static copy and the DaemonSet pod runs again.
 func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	if err := c.Validate(); err != nil {
 		return err
@@ -186,9 +188,8 @@ func act(ctx context.Context, c Config, r *Reconciler, log *slog.Logger) (bool, 
 		srv.Shutdown(sctx)
 	}()
 
-	t := time.NewTicker(c.Interval)
-	defer t.Stop()
 	for {
+		start := time.Now()
 		res, err := r.Reconcile(ctx)
 		if err != nil {
 			log.Warn("reconcile incomplete", "err", err)
@@ -201,10 +202,14 @@ func act(ctx context.Context, c Config, r *Reconciler, log *slog.Logger) (bool, 
 		if res.Yield {
 			return false, nil
 		}
+		every := c.Interval
+		if res.Busy {
+			every = c.BusyInterval
+		}
 		select {
 		case <-ctx.Done():
 			return true, nil
-		case <-t.C:
+		case <-time.After(time.Until(start.Add(every))):
 		}
 	}
 }
@@ -227,7 +232,11 @@ func Handler(r *Reconciler, staleAfter time.Duration) http.Handler {
 
 // Defaults of the command's flags.
 const (
-	DefaultInterval       = 5 * time.Second
+	DefaultInterval = 5 * time.Second
+	// DefaultBusyInterval: a checkpoint activates or hands over within a
+	// second of its grace ending rather than of a whole interval. Only those
+	// few seconds are polled this often: a recovering node's CPU is scarce.
+	DefaultBusyInterval   = time.Second
 	DefaultMinStable      = 10 * time.Second
 	DefaultRefreshEvery   = time.Minute
 	DefaultHeartbeatEvery = time.Minute

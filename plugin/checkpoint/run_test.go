@@ -78,7 +78,7 @@ func TestRunHandsTheLockBetweenCopies(t *testing.T) {
 		Namespace: testNS, Node: testNode, DaemonSet: testDS, Disk: d,
 		CRIEndpoint: cri.endpoint, LockFile: filepath.Join(dir, "lock"),
 		Server: api.URL, TokenFile: token, CAFile: ca,
-		Interval: 50 * time.Millisecond, Grace: testGrace, MinStable: time.Second,
+		Interval: 50 * time.Millisecond, BusyInterval: 50 * time.Millisecond, Grace: testGrace, MinStable: time.Second,
 		RefreshEvery: time.Minute, HeartbeatEvery: time.Minute,
 	}
 	daemonPod, static := base, base

@@ -67,12 +67,11 @@ type Grace struct {
 // DefaultGrace: activation is quick, since an outage is costly and, with the
 // API down, a parent counts as not Ready only once it fails its own
 // readiness probe (one reconcile interval is enough to rule out a blip); the
-// hand-over is as short (at least two Ready observations in a row) because
-// "Ready here" already means every container ran for MinStable and passed
-// probes that only the parent answers (the checkpoint serves the node's
-// address alone, see ArgsAnnotation), and for every second of it two API
-// servers share the node's CPU; removal rides out a rollout's eventual
-// consistency as bootkube's one-minute grace did.
+// hand-over is as short because "Ready here" already means every container
+// ran for MinStable and passed probes that only the parent answers (the
+// checkpoint serves the node's address alone, see ArgsAnnotation), and for
+// every second of it two API servers share the node's CPU; removal rides out
+// a rollout's eventual consistency as bootkube's one-minute grace did.
 var DefaultGrace = Grace{Activate: 5 * time.Second, HandOver: 5 * time.Second, Remove: time.Minute}
 
 // Step is the whole state machine: the next state of a checkpoint given what

@@ -155,26 +155,32 @@ func TestStepRestartsTimerWhenReasonChanges(t *testing.T) {
 	}
 }
 
-// TestDefaultHandOverNeedsTwoReadyObservations runs the shipped defaults at
-// the shipped reconcile interval: a returning parent takes the node back on
-// its second Ready observation, and a flap in between starts the wait over.
-func TestDefaultHandOverNeedsTwoReadyObservations(t *testing.T) {
+// TestDefaultHandOverNeedsFiveSecondsOfReady runs the shipped defaults at the
+// interval of a busy node: a returning parent takes the node back once it
+// has been Ready for five seconds of observations, and a flap in between
+// starts the wait over.
+func TestDefaultHandOverNeedsFiveSecondsOfReady(t *testing.T) {
 	ready := Observation{APIUp: true, ParentInAPI: true, ParentReady: true}
-	tick := func(i int) time.Time { return testNow.Add(time.Duration(i) * DefaultInterval) }
-	s := Step(State{Phase: PhaseActive, Since: tick(-10)}, ready, tick(0), DefaultGrace)
-	if s.Phase != PhaseActive || s.Pending != PendingHandOver {
-		t.Fatalf("on the first Ready observation got %+v, want active waiting to hand over", s)
+	tick := func(i int) time.Time { return testNow.Add(time.Duration(i) * DefaultBusyInterval) }
+	s := State{Phase: PhaseActive, Since: tick(-10)}
+	for i := range 5 {
+		if s = Step(s, ready, tick(i), DefaultGrace); s.Phase != PhaseActive || s.Pending != PendingHandOver {
+			t.Fatalf("on Ready observation %d got %+v, want active waiting to hand over", i+1, s)
+		}
 	}
-	if got := Step(s, ready, tick(1), DefaultGrace); got.Phase != PhaseInactive {
-		t.Fatalf("on the second Ready observation got %s, want inactive", got.Phase)
+	if got := Step(s, ready, tick(5), DefaultGrace); got.Phase != PhaseInactive {
+		t.Fatalf("after five seconds of Ready got %s, want inactive", got.Phase)
 	}
-	s = Step(s, Observation{APIUp: true, ParentInAPI: true}, tick(1), DefaultGrace)
-	s = Step(s, ready, tick(2), DefaultGrace)
-	if s.Phase != PhaseActive || !s.PendingSince.Equal(tick(2)) {
+	s = Step(s, Observation{APIUp: true, ParentInAPI: true}, tick(5), DefaultGrace)
+	s = Step(s, ready, tick(6), DefaultGrace)
+	if s.Phase != PhaseActive || !s.PendingSince.Equal(tick(6)) {
 		t.Fatalf("after a flap got %+v, want active waiting from the next Ready observation", s)
 	}
-	if got := Step(s, ready, tick(3), DefaultGrace); got.Phase != PhaseInactive {
-		t.Fatalf("two Ready observations after the flap got %s, want inactive", got.Phase)
+	if got := Step(s, ready, tick(10), DefaultGrace); got.Phase != PhaseActive {
+		t.Fatalf("four seconds after the flap got %s, want still active", got.Phase)
+	}
+	if got := Step(s, ready, tick(11), DefaultGrace); got.Phase != PhaseInactive {
+		t.Fatalf("five seconds of Ready after the flap got %s, want inactive", got.Phase)
 	}
 }
 
