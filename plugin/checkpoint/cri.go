@@ -3,10 +3,8 @@ package checkpoint
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	remote "k8s.io/cri-client/pkg"
@@ -108,10 +106,11 @@ func (c *CRI) LocalPods(ctx context.Context) ([]LocalPod, error) {
 }
 
 // runningHere reports whether a ready sandbox of the pod runs every one of
-// containers, each for at least minStable. A container that crash-loops in a
-// live sandbox restarts as a new attempt, so it never passes minStable. An
-// empty uid matches by namespace and name only.
-func runningHere(local []LocalPod, namespace, name, uid string, containers []string, now time.Time, minStable time.Duration) bool {
+// containers, each for at least minStable and, unless readyIDs is nil, as the
+// container ID that readyIDs gives it. A container that crash-loops in a live
+// sandbox restarts as a new attempt, so it never passes minStable. An empty
+// uid matches by namespace and name only.
+func runningHere(local []LocalPod, namespace, name, uid string, containers []string, readyIDs map[string]string, now time.Time, minStable time.Duration) bool {
 	for _, p := range local {
 		if p.Namespace != namespace || p.Name != name || (uid != "" && p.UID != uid) || !p.Ready {
 			continue
@@ -122,45 +121,13 @@ func runningHere(local []LocalPod, namespace, name, uid string, containers []str
 		ok := true
 		for _, c := range containers {
 			lc, found := p.Containers[c]
-			if !found || !lc.Running || now.Sub(lc.CreatedAt) < minStable {
+			if !found || !lc.Running || now.Sub(lc.CreatedAt) < minStable ||
+				(readyIDs != nil && (readyIDs[c] == "" || readyIDs[c] != lc.ID)) {
 				ok = false
 				break
 			}
 		}
 		if ok {
-			return true
-		}
-	}
-	return false
-}
-
-// statusIsCurrent reports whether the API's status of a pod describes what
-// runs here now: every container ready under the ID of its newest attempt in
-// a ready sandbox. After a reboot the API keeps the last boot's Ready until
-// the kubelet reports again, and a parent that has not served yet would
-// otherwise count as Ready and take the node back from its checkpoint.
-func statusIsCurrent(p *corev1.Pod, local []LocalPod) bool {
-	if len(p.Spec.Containers) == 0 {
-		return false
-	}
-	reported := map[string]corev1.ContainerStatus{}
-	for _, st := range p.Status.ContainerStatuses {
-		reported[st.Name] = st
-	}
-	for _, lp := range local {
-		if lp.Namespace != p.Namespace || lp.Name != p.Name || lp.UID != string(p.UID) || !lp.Ready {
-			continue
-		}
-		current := true
-		for _, c := range p.Spec.Containers {
-			st, ok := reported[c.Name]
-			_, id, _ := strings.Cut(st.ContainerID, "://")
-			if !ok || !st.Ready || id == "" || id != lp.Containers[c.Name].ID {
-				current = false
-				break
-			}
-		}
-		if current {
 			return true
 		}
 	}

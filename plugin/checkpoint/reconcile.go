@@ -249,13 +249,13 @@ func (r *Reconciler) successor(cp *corev1.Pod, parents []corev1.Pod, local []Loc
 // tell, pass its readiness probes: a parent shutting down still runs.
 func (r *Reconciler) parentReady(parent *corev1.Pod, od *OnDisk, namespace, name string, local []LocalPod, now time.Time) bool {
 	if parent != nil {
-		return podReady(parent) && statusIsCurrent(parent, local) && runningHere(local, namespace, name, string(parent.UID), containerNames(parent), now, r.MinStable)
+		return podReady(parent) && runningHere(local, namespace, name, string(parent.UID), containerNames(parent), readyIDs(parent), now, r.MinStable)
 	}
 	var spec *corev1.Pod
 	if od != nil {
 		spec = od.Pod
 	}
-	return runningHere(local, namespace, name, "", containerNames(spec), now, r.MinStable) &&
+	return runningHere(local, namespace, name, "", containerNames(spec), nil, now, r.MinStable) &&
 		(r.Probe == nil || r.Probe(spec))
 }
 
@@ -266,6 +266,20 @@ func podReady(p *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// readyIDs maps each container that the API reports ready to its runtime's
+// container ID. After a reboot the API keeps the last boot's Ready until the
+// kubelet reports again, and a parent that has not served yet would otherwise
+// count as Ready and take the node back from its checkpoint.
+func readyIDs(p *corev1.Pod) map[string]string {
+	ids := map[string]string{}
+	for _, st := range p.Status.ContainerStatuses {
+		if _, id, ok := strings.Cut(st.ContainerID, "://"); ok && st.Ready {
+			ids[st.Name] = id
+		}
+	}
+	return ids
 }
 
 func containerNames(p *corev1.Pod) []string {
