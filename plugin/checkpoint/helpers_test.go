@@ -298,10 +298,22 @@ func newTestNode(t *testing.T, log *slog.Logger) *testNodeFixture {
 }
 
 // step advances the clock by d and reconciles once.
-func (n *testNodeFixture) step(t *testing.T, d time.Duration) {
+func (n *testNodeFixture) step(t *testing.T, d time.Duration) Result {
 	t.Helper()
 	n.clk.add(d)
-	if _, err := n.r.Reconcile(context.Background()); err != nil {
+	res, err := n.r.Reconcile(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
+	return res
+}
+
+// checkpointerPod is the checkpointer's own DaemonSet pod, not Ready yet (it
+// only becomes Ready once it acts), with the token Secret it mounts.
+func checkpointerPod() (*corev1.Pod, *corev1.Secret) {
+	self := parentPod(testSelf, false)
+	self.Spec.Volumes[1] = corev1.Volume{Name: "token", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "pod-checkpointer-token"}}}
+	token := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "pod-checkpointer-token", Namespace: testNS},
+		Data: map[string][]byte{"token": []byte("long-lived"), "ca.crt": []byte("ca"), "namespace": []byte(testNS)}}
+	return self, token
 }

@@ -225,19 +225,8 @@ func TestBusyWhileACheckpointWaits(t *testing.T) {
 	running := localPod{name: parentName, uid: string(n.parent.UID), ready: true,
 		containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour}}}
 	phase := func() Phase { return n.r.states[Key(testNS, parentName)].Phase }
-	pass := func(d time.Duration) Result {
-		t.Helper()
-		n.clk.add(d)
-		res, err := n.r.Reconcile(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res
-	}
-	self := parentPod(testSelf, false)
-	self.Spec.Volumes[1] = corev1.Volume{Name: "token", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "pod-checkpointer-token"}}}
-	token := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "pod-checkpointer-token", Namespace: testNS},
-		Data: map[string][]byte{"token": []byte("long-lived")}}
+	pass := func(d time.Duration) Result { t.Helper(); return n.step(t, d) }
+	self, token := checkpointerPod()
 	for _, o := range []runtime.Object{self, token} {
 		if err := n.api.cs.Tracker().Add(o); err != nil {
 			t.Fatal(err)
@@ -363,10 +352,7 @@ func TestSelfCheckpointIsActiveAndSanitized(t *testing.T) {
 	cri := startCRI(t)
 	d := testDisk(t)
 	clk := newClock(testNow)
-	self := parentPod(testSelf, false) // not Ready yet: it only becomes Ready once it acts
-	self.Spec.Volumes[1] = corev1.Volume{Name: "token", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "pod-checkpointer-token"}}}
-	token := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "pod-checkpointer-token", Namespace: testNS},
-		Data: map[string][]byte{"token": []byte("long-lived"), "ca.crt": []byte("ca"), "namespace": []byte(testNS)}}
+	self, token := checkpointerPod()
 	api := newAPI(daemonSet(), statusConfigMap(), token, self)
 	r := newReconciler(t, cri, api, d, clk, nil)
 	cri.set()
