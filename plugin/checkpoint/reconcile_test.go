@@ -225,7 +225,6 @@ func TestBusyWhileACheckpointWaits(t *testing.T) {
 	running := localPod{name: parentName, uid: string(n.parent.UID), ready: true,
 		containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour}}}
 	phase := func() Phase { return n.r.states[Key(testNS, parentName)].Phase }
-	pass := func(d time.Duration) Result { t.Helper(); return n.step(t, d) }
 	self, token := checkpointerPod()
 	for _, o := range []runtime.Object{self, token} {
 		if err := n.api.cs.Tracker().Add(o); err != nil {
@@ -233,21 +232,21 @@ func TestBusyWhileACheckpointWaits(t *testing.T) {
 		}
 	}
 	n.cri.set(running)
-	if res := pass(0); res.Busy || n.r.states[Key(testNS, testSelf)].Phase != PhaseActive {
+	if res := n.step(t, 0); res.Busy || n.r.states[Key(testNS, testSelf)].Phase != PhaseActive {
 		t.Fatalf("busy = %t with only an inactive checkpoint and the checkpointer's own (%s)", res.Busy, n.r.states[Key(testNS, testSelf)].Phase)
 	}
 	n.cri.set()
-	if res := pass(time.Second); !res.Busy {
+	if res := n.step(t, time.Second); !res.Busy {
 		t.Fatal("not busy while waiting to activate")
 	}
-	if res := pass(testGrace.Activate); res.Busy || phase() != PhaseActive {
+	if res := n.step(t, testGrace.Activate); res.Busy || phase() != PhaseActive {
 		t.Fatalf("busy = %t once active (%s), with the parent still down", res.Busy, phase())
 	}
 	n.cri.set(running)
-	if res := pass(time.Second); !res.Busy {
+	if res := n.step(t, time.Second); !res.Busy {
 		t.Fatal("not busy while waiting to hand over")
 	}
-	if res := pass(testGrace.HandOver); res.Busy || phase() != PhaseInactive {
+	if res := n.step(t, testGrace.HandOver); res.Busy || phase() != PhaseInactive {
 		t.Fatalf("busy = %t after the hand-over (%s)", res.Busy, phase())
 	}
 }
