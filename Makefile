@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 
 MODULE  := github.com/kubectl-selfhost/kubectl-selfhost
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X $(MODULE)/plugin/version.Version=$(VERSION)
+LDFLAGS := -s -w -X $(MODULE)/internal/version.Version=$(VERSION)
 GO      ?= go
 export CGO_ENABLED ?= 0
 
@@ -14,15 +14,15 @@ help: ## list the targets
 
 build: ## build bin/kubectl-selfhost and bin/pod-checkpointer
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kubectl-selfhost ./cmd/kubectl-selfhost
-	@if [ -f cmd/pod-checkpointer/main.go ]; then $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/pod-checkpointer ./cmd/pod-checkpointer; fi
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/pod-checkpointer ./cmd/pod-checkpointer
 
 unit: ## fast tests, no Docker
-	CGO_ENABLED=1 $(GO) test -race -count=1 ./cmd/... ./plugin/... ./manifests/... ./e2e/images/envoy/... ./krew/...
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./cmd/... ./plugin/... ./internal/... ./manifests/... ./e2e/images/envoy/... ./krew/...
 
 test: unit e2e ## everything CI runs: unit tests, then the e2e suite on an HA kind cluster
 
 lint: ## gofmt check and go vet
-	@out=$$(gofmt -l cmd plugin e2e manifests krew); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l cmd plugin internal e2e manifests krew); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
 E2E_NODE_IMAGE ?= kindest/node:v1.37.2
@@ -101,7 +101,7 @@ krew-check: dist krew-manifest $(KREW_TOOLS)/kubectl-krew $(KREW_TOOLS)/validate
 	krew/install-test.sh krew/selfhost.yaml dist/kubectl-selfhost_$(VERSION)_linux_amd64.tar.gz $(KREW_TOOLS)
 
 # The tag follows images.CheckpointerVersion, so the image is the one a plain render deploys.
-CHECKPOINTER_IMAGE ?= ghcr.io/kubectl-selfhost/pod-checkpointer:$(shell sed -n 's/^[[:space:]]*CheckpointerVersion = "\(.*\)"/\1/p' plugin/images/images.go)
+CHECKPOINTER_IMAGE ?= ghcr.io/kubectl-selfhost/pod-checkpointer:$(shell sed -n 's/^[[:space:]]*CheckpointerVersion = "\(.*\)"/\1/p' internal/images/images.go)
 .PHONY: image
 image: ## build bin/pod-checkpointer and its FROM-scratch image
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/pod-checkpointer ./cmd/pod-checkpointer

@@ -28,7 +28,7 @@ import (
 	"sigs.k8s.io/e2e-framework/pkg/types"
 	"sigs.k8s.io/e2e-framework/support/kind"
 
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/images"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/images"
 )
 
 const (

@@ -31,8 +31,8 @@ import (
 	"sigs.k8s.io/e2e-framework/pkg/features"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/pivot"
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/verify"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pivot"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/verify"
 )
 
 const (

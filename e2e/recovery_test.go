@@ -23,8 +23,8 @@ import (
 	"sigs.k8s.io/e2e-framework/pkg/features"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/kube"
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/verify"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/verify"
 )
 
 // Targets from the recovery issue.

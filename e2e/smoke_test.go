@@ -19,8 +19,8 @@ import (
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
 	"sigs.k8s.io/e2e-framework/pkg/features"
 
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/images"
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/render"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/images"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/render"
 )
 
 const (

@@ -1,5 +1,5 @@
 // Command pod-checkpointer keeps static-pod checkpoints of self-hosted
-// control-plane pods on each node; see package plugin/checkpoint.
+// control-plane pods on each node; see package internal/checkpointer and the contract in plugin/checkpoint.
 package main
 
 import (
@@ -12,11 +12,12 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/checkpointer"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
 func main() {
-	c := checkpoint.Config{
+	c := checkpointer.Config{
 		Namespace:    os.Getenv("POD_NAMESPACE"),
 		Node:         os.Getenv("NODE_NAME"),
 		PodName:      os.Getenv("POD_NAME"),
@@ -35,14 +36,14 @@ func main() {
 	fs.StringVar(&c.KubeletKubeconfig, "kubelet-kubeconfig", "/etc/kubernetes/kubelet.conf", "kubeconfig to take the API server URL from")
 	fs.StringVar(&c.TokenFile, "token-file", "/var/run/secrets/pod-checkpointer/token", "long-lived service account token")
 	fs.StringVar(&c.CAFile, "ca-file", "/var/run/secrets/pod-checkpointer/ca.crt", "CA bundle of the API server")
-	fs.DurationVar(&c.Interval, "interval", checkpoint.DefaultInterval, "time between reconciles")
-	fs.DurationVar(&c.BusyInterval, "busy-interval", checkpoint.DefaultBusyInterval, "time between reconciles while a checkpoint waits to activate or to hand over")
+	fs.DurationVar(&c.Interval, "interval", checkpointer.DefaultInterval, "time between reconciles")
+	fs.DurationVar(&c.BusyInterval, "busy-interval", checkpointer.DefaultBusyInterval, "time between reconciles while a checkpoint waits to activate or to hand over")
 	fs.DurationVar(&c.Grace.Activate, "activate-after", c.Grace.Activate, "how long a parent must be down here before its checkpoint starts")
 	fs.DurationVar(&c.Grace.HandOver, "hand-over-after", c.Grace.HandOver, "how long a returning parent must be Ready before its checkpoint stops")
 	fs.DurationVar(&c.Grace.Remove, "remove-after", c.Grace.Remove, "how long a parent must be gone from the API before its checkpoint is removed")
-	fs.DurationVar(&c.MinStable, "min-stable", checkpoint.DefaultMinStable, "how long containers must have run for a pod to count as running")
-	fs.DurationVar(&c.RefreshEvery, "refresh-every", checkpoint.DefaultRefreshEvery, "how often volume copies are re-read from the API")
-	fs.DurationVar(&c.HeartbeatEvery, "heartbeat-every", checkpoint.DefaultHeartbeatEvery, "how often an unchanged status is published again")
+	fs.DurationVar(&c.MinStable, "min-stable", checkpointer.DefaultMinStable, "how long containers must have run for a pod to count as running")
+	fs.DurationVar(&c.RefreshEvery, "refresh-every", checkpointer.DefaultRefreshEvery, "how often volume copies are re-read from the API")
+	fs.DurationVar(&c.HeartbeatEvery, "heartbeat-every", checkpointer.DefaultHeartbeatEvery, "how often an unchanged status is published again")
 	verbose := fs.Bool("debug", false, "log at debug level")
 	fs.Parse(os.Args[1:])
 
@@ -58,7 +59,7 @@ func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := checkpoint.Run(ctx, c, log); err != nil {
+	if err := checkpointer.Run(ctx, c, log); err != nil {
 		fmt.Fprintln(os.Stderr, "pod-checkpointer:", err)
 		os.Exit(1)
 	}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # build.sh: builds, offline, every image the e2e suite runs, under the upstream
-# names of plugin/images. Sources are only the Go module proxy, Debian's mirror
+# names of internal/images. Sources are only the Go module proxy, Debian's mirror
 # and the module cache (see ../shared/notes/airgap-kind.md for the recipe).
 #
 # Each image carries the label $LABEL with a hash of its inputs (the step's own
@@ -36,7 +36,7 @@ export GOFLAGS=-mod=mod CGO_ENABLED=0
 GO=${GO:-go}
 mkdir -p "$OUT/bin" "$OUT/ctx" "$OUT/cache"
 
-# Upstream names (IMG_APISERVER=..., KUBERNETES_VERSION=...), from plugin/images.
+# Upstream names (IMG_APISERVER=..., KUBERNETES_VERSION=...), from internal/images.
 eval "$(cd "$ROOT" && "$GO" run ./e2e/images/names)"
 K8S=$KUBERNETES_VERSION
 

@@ -25,8 +25,8 @@ const (
 
 // Set by the kubelet on static pods and their mirror pods.
 const (
-	configSourceAnnotation = "kubernetes.io/config.source"
-	configMirrorAnnotation = "kubernetes.io/config.mirror"
+	ConfigSourceAnnotation = "kubernetes.io/config.source"
+	ConfigMirrorAnnotation = "kubernetes.io/config.mirror"
 )
 
 // WantsCheckpoint reports whether a pod asks to be checkpointed. Static pods
@@ -37,19 +37,21 @@ func WantsCheckpoint(pod *corev1.Pod) bool {
 	if a[CheckpointAnnotation] != "true" && a[BootkubeCheckpointAnnotation] != "true" {
 		return false
 	}
-	if _, mirror := a[configMirrorAnnotation]; mirror {
+	if _, mirror := a[ConfigMirrorAnnotation]; mirror {
 		return false
 	}
-	return a[configSourceAnnotation] != "file" && CheckpointOf(pod) == ""
+	return a[ConfigSourceAnnotation] != "file" && CheckpointOf(pod) == ""
 }
 
 // CheckpointOf returns the parent pod name of a checkpoint, or "" when the pod
 // is not a checkpoint.
 func CheckpointOf(pod *corev1.Pod) string {
-	return checkpointOf(pod.Annotations)
+	return ParentName(pod.Annotations)
 }
 
-func checkpointOf(a map[string]string) string {
+// ParentName is CheckpointOf for a pod known only by its annotations, as the
+// container runtime reports them.
+func ParentName(a map[string]string) string {
 	if p := a[CheckpointOfAnnotation]; p != "" {
 		return p
 	}
@@ -60,7 +62,7 @@ func checkpointOf(a map[string]string) string {
 // administrator put on the node (kubeadm's control plane, say), not of a
 // checkpoint.
 func IsStaticMirror(pod *corev1.Pod) bool {
-	_, mirror := pod.Annotations[configMirrorAnnotation]
+	_, mirror := pod.Annotations[ConfigMirrorAnnotation]
 	return mirror && CheckpointOf(pod) == ""
 }
 

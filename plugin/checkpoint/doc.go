@@ -1,9 +1,11 @@
-// Package checkpoint is the pod-checkpointer: it keeps a static-pod copy
-// (a checkpoint) of self-hosted control-plane pods on each control-plane node,
-// and runs that copy while the real pod (the parent) cannot run, for example
-// when every API server pod stopped at once and nothing can recreate them.
-// It follows bootkube's checkpointer (kubernetes-retired/bootkube,
-// pkg/checkpoint) and fixes where that one failed.
+// Package checkpoint is the pod-checkpointer's contract: the annotations a
+// pod uses to ask for a checkpoint, the pure state machine (Step) that decides
+// what happens to each checkpoint, how a parent is turned into a static pod
+// (Sanitize, Project), and the status each node publishes (NodeStatus). The
+// daemon that acts on it lives in internal/checkpointer; the plugin reads
+// the status through this package alone, so it links no CRI, gRPC or
+// metrics code. It follows bootkube's checkpointer
+// (kubernetes-retired/bootkube, pkg/checkpoint) and fixes where that one failed.
 //
 // # Contract
 //
@@ -13,19 +15,6 @@
 // (CheckpointOfAnnotation). Bootkube's checkpointer.alpha.coreos.com/checkpoint
 // and checkpoint-of are accepted too. Only pods in the checkpointer's own
 // namespace are checkpointed.
-//
-// # Sources of truth
-//
-// What runs on the node comes from the container runtime over CRI v1, never
-// from the kubelet API, which needs the API server to authorize. A parent counts
-// as Ready here when a ready sandbox runs every one of its containers, each for
-// at least MinStable (a crash-looping container never does), and, while the
-// API is up, the API also reports the pod Ready with those very containers'
-// IDs (after a reboot it holds the last boot's Ready until the kubelet
-// reports again). While the API is down, a host-network parent must also pass
-// its HTTP readiness probes, run from the node (LocalProbe): an API server
-// whose pod was deleted still runs for its termination grace period, but
-// fails /readyz at once. Parents come from the API; checkpoints from the disk.
 //
 // # State machine
 //
@@ -45,71 +34,6 @@
 // the old API server serving) and goes only once the successor has been
 // Ready for Grace.HandOver (active) or Grace.Remove (inactive). The
 // checkpoint remembers the controller in OwnerAnnotation.
-//
-// # Port 6443: one hand-over
-//
-// A checkpointed API server and its returning parent both listen on 6443
-// (both need --permit-port-sharing=true). On the host network a declared
-// container port is a host port that the kubelet refuses to give twice, so
-// Sanitize drops the ports and turns named probe ports into numbers.
-//
-// They split the port by address. The parent binds every address; through
-// ArgsAnnotation its checkpoint binds only the node's (--bind-address=
-// $(HOST_IP)), and the kernel hands a connection to the listener bound to
-// its exact address first. So while the checkpoint runs it alone serves the
-// node's address, which the load balancer uses, and 127.0.0.1 reaches only
-// the parent: the parent's probes name 127.0.0.1, so the kubelet's and
-// LocalProbe's verdicts are the parent's own, and each server's loopback
-// client reaches itself. Sharing one address instead would let either
-// process answer any probe. When the checkpoint stops, the parent takes the
-// node's address too.
-//
-// The checkpoint stops only after the parent has been Ready without a break
-// for Grace.HandOver; a parent that flaps restarts that wait instead of
-// ping-ponging. Once inactive, a checkpoint starts again only after its
-// parent has been down for Grace.Activate.
-//
-// # Disk
-//
-//	/etc/kubernetes/inactive-manifests/<ns>-<pod>.json   every checkpoint, 0600 in a 0700 directory
-//	/etc/kubernetes/manifests/<ns>-<pod>.json            active ones, where the kubelet runs them
-//	/etc/kubernetes/checkpoint-secrets/<ns>/<pod>/<volume>/  secret and configMap copies
-//
-// Sanitize drops projected service-account token volumes and their mounts,
-// the service account, image pull secrets, owner references and scheduling
-// fields, and turns secret, configMap and projected secret/configMap volumes
-// into hostPath copies, so that NodeRestriction admits the mirror pod. Copies
-// honour items and defaultMode, keeping only the owner's bits (0644 → 0600,
-// 0400 → 0400); directories are 0700 and belong to the pod's user. It refuses
-// pods that read secrets or configMaps through environment variables or mount
-// claims. Sanitize is idempotent.
-//
-// Manifests are written to a dot-named temporary file and renamed; the kubelet
-// ignores dot files. A volume copy is swapped in whole through a ..data link,
-// as the kubelet's atomic writer does. Every pass first removes what an
-// interrupted write left. A flock (--lock-file) lets only one of the DaemonSet
-// pod and its own static checkpoint act at a time.
-//
-// # The checkpointer's own checkpoint and credentials
-//
-// The checkpointer checkpoints itself and keeps that checkpoint always active;
-// the static copy waits on the lock, acts while the DaemonSet pod is away (after
-// a reboot, say), and yields as soon as a DaemonSet pod runs again, staying off
-// the lock for a few seconds so that the DaemonSet pod gets it. Only the copy
-// holding the lock serves /healthz and /metrics. When the
-// API reports its DaemonSet gone or being deleted for Grace.Remove, it removes
-// every checkpoint and then its own, whose removal stops it.
-//
-// It authenticates with a long-lived service account token, a Secret of type
-// kubernetes.io/service-account-token created with the DaemonSet. Unlike a
-// bound token it does not expire and is not bound to a pod, so it works after
-// an outage of any length, and the static copy reads it from its volume copy.
-// It is revoked by deleting the Secret, and its reach is a namespaced Role:
-// list pods, get secrets and configMaps, patch the status ConfigMap, get the
-// DaemonSet. The token file is re-read on every request. The API server
-// address comes from the kubelet's kubeconfig, so neither kube-proxy nor
-// cluster DNS is needed. Missing credentials count as an API that is down:
-// checkpoints on disk still start and stop.
 //
 // # State through the API
 //

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
-	"sort"
 	"strings"
 )
 
@@ -59,14 +58,4 @@ func Project(vc VolumeCopy, data map[string]map[string][]byte) (map[string]File,
 		}
 	}
 	return files, nil
-}
-
-// sortedKeys returns the keys of files in order, for stable output.
-func sortedKeys(files map[string]File) []string {
-	keys := make([]string, 0, len(files))
-	for k := range files {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -1,23 +1,26 @@
-package checkpoint
+package checkpoint_test
 
 import (
-	"io/fs"
 	"reflect"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/checkpointtest"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
 const secretRoot = "/etc/kubernetes/checkpoint-secrets"
 
 // richPod uses every kind of volume a control-plane pod may have.
 func richPod() *corev1.Pod {
-	p := parentPod("kube-apiserver-x7k2p", true)
+	p := checkpointtest.ParentPod("kube-apiserver-x7k2p")
 	p.Annotations["kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint"] = "172.18.0.3:6443"
 	p.Annotations["kubectl.kubernetes.io/last-applied-configuration"] = "{}"
-	p.Annotations[configSourceAnnotation] = "api"
+	p.Annotations[checkpoint.ConfigSourceAnnotation] = "api"
 	p.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry"}}
 	p.Spec.NodeSelector = map[string]string{"node-role.kubernetes.io/control-plane": ""}
 	p.Spec.Affinity = &corev1.Affinity{}
@@ -46,65 +49,25 @@ func richPod() *corev1.Pod {
 	return p
 }
 
-// admissible reports what NodeRestriction and the kubelet would hold against
-// a static pod: references to the API's objects, and host ports.
-func admissible(p *corev1.Pod) []string {
-	var bad []string
-	if p.Spec.ServiceAccountName != "" || p.Spec.DeprecatedServiceAccount != "" {
-		bad = append(bad, "service account")
-	}
-	if len(p.OwnerReferences) > 0 {
-		bad = append(bad, "owner references")
-	}
-	if len(p.Spec.ImagePullSecrets) > 0 {
-		bad = append(bad, "image pull secrets")
-	}
-	for _, v := range p.Spec.Volumes {
-		if v.Secret != nil || v.ConfigMap != nil || v.Projected != nil || v.PersistentVolumeClaim != nil {
-			bad = append(bad, "volume "+v.Name)
-		}
-	}
-	for _, c := range p.Spec.Containers {
-		for _, e := range c.Env {
-			if e.ValueFrom != nil && (e.ValueFrom.SecretKeyRef != nil || e.ValueFrom.ConfigMapKeyRef != nil) {
-				bad = append(bad, "env "+e.Name)
-			}
-		}
-		for _, m := range c.VolumeMounts {
-			found := false
-			for _, v := range p.Spec.Volumes {
-				found = found || v.Name == m.Name
-			}
-			if !found {
-				bad = append(bad, "mount of missing volume "+m.Name)
-			}
-		}
-		if len(c.Ports) > 0 && p.Spec.HostNetwork {
-			bad = append(bad, "host ports")
-		}
-	}
-	return bad
-}
-
 func TestSanitizeMakesAnAdmissibleStaticPod(t *testing.T) {
 	p := richPod()
-	cp, copies, err := Sanitize(p, secretRoot)
+	cp, copies, err := checkpoint.Sanitize(p, secretRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bad := admissible(cp); len(bad) > 0 {
+	if bad := checkpointtest.Inadmissible(cp); len(bad) > 0 {
 		t.Fatalf("checkpoint still has %v", bad)
 	}
-	if cp.Name != p.Name || cp.Namespace != testNS || CheckpointOf(cp) != p.Name {
-		t.Errorf("identity = %s/%s of %q", cp.Namespace, cp.Name, CheckpointOf(cp))
+	if cp.Name != p.Name || cp.Namespace != checkpointtest.Namespace || checkpoint.CheckpointOf(cp) != p.Name {
+		t.Errorf("identity = %s/%s of %q", cp.Namespace, cp.Name, checkpoint.CheckpointOf(cp))
 	}
 	if cp.APIVersion != "v1" || cp.Kind != "Pod" {
 		t.Errorf("type = %s %s, want v1 Pod", cp.APIVersion, cp.Kind)
 	}
-	if WantsCheckpoint(cp) {
+	if checkpoint.WantsCheckpoint(cp) {
 		t.Error("a checkpoint asks to be checkpointed")
 	}
-	for _, k := range []string{CheckpointAnnotation, "kubectl.kubernetes.io/last-applied-configuration", configSourceAnnotation} {
+	for _, k := range []string{checkpoint.CheckpointAnnotation, "kubectl.kubernetes.io/last-applied-configuration", checkpoint.ConfigSourceAnnotation} {
 		if _, ok := cp.Annotations[k]; ok {
 			t.Errorf("annotation %s kept", k)
 		}
@@ -175,11 +138,11 @@ func TestSanitizeMakesAnAdmissibleStaticPod(t *testing.T) {
 }
 
 func TestSanitizeIsIdempotent(t *testing.T) {
-	once, _, err := Sanitize(richPod(), secretRoot)
+	once, _, err := checkpoint.Sanitize(richPod(), secretRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	twice, copies, err := Sanitize(once, secretRoot)
+	twice, copies, err := checkpoint.Sanitize(once, secretRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,16 +155,16 @@ func TestSanitizeIsIdempotent(t *testing.T) {
 }
 
 func TestSanitizeAcceptsBootkubeCheckpoints(t *testing.T) {
-	p := parentPod("kube-apiserver-x7k2p-node-1", true)
-	p.Annotations = map[string]string{BootkubeCheckpointOfAnnotation: "kube-apiserver-x7k2p"}
-	cp, _, err := Sanitize(p, secretRoot)
+	p := checkpointtest.ParentPod("kube-apiserver-x7k2p-node-1")
+	p.Annotations = map[string]string{checkpoint.BootkubeCheckpointOfAnnotation: "kube-apiserver-x7k2p"}
+	cp, _, err := checkpoint.Sanitize(p, secretRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cp.Name != "kube-apiserver-x7k2p" || cp.Annotations[CheckpointOfAnnotation] != "kube-apiserver-x7k2p" {
+	if cp.Name != "kube-apiserver-x7k2p" || cp.Annotations[checkpoint.CheckpointOfAnnotation] != "kube-apiserver-x7k2p" {
 		t.Fatalf("got %s with %v", cp.Name, cp.Annotations)
 	}
-	if _, ok := cp.Annotations[BootkubeCheckpointOfAnnotation]; ok {
+	if _, ok := cp.Annotations[checkpoint.BootkubeCheckpointOfAnnotation]; ok {
 		t.Error("bootkube's annotation kept next to ours")
 	}
 }
@@ -224,9 +187,9 @@ func TestSanitizeRefusesWhatAStaticPodCannotHave(t *testing.T) {
 	}
 	for name, mutate := range cases {
 		t.Run(name, func(t *testing.T) {
-			p := parentPod("p", true)
+			p := checkpointtest.ParentPod("p")
 			mutate(p)
-			_, _, err := Sanitize(p, secretRoot)
+			_, _, err := checkpoint.Sanitize(p, secretRoot)
 			if err == nil || !strings.Contains(err.Error(), "kube-system/p") {
 				t.Fatalf("err = %v, want one naming the pod", err)
 			}
@@ -235,7 +198,7 @@ func TestSanitizeRefusesWhatAStaticPodCannotHave(t *testing.T) {
 }
 
 func TestProjectHonoursItemsAndModes(t *testing.T) {
-	_, copies, err := Sanitize(richPod(), secretRoot)
+	_, copies, err := checkpoint.Sanitize(richPod(), secretRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,13 +208,13 @@ func TestProjectHonoursItemsAndModes(t *testing.T) {
 		"Secret/front-proxy":      {"ca.crt": []byte("fp")},
 		"ConfigMap/not-requested": {"x": []byte("x")},
 	}
-	want := []map[string]File{
+	want := []map[string]checkpoint.File{
 		{"key.pem": {[]byte("k"), 0o600}, "cert.pem": {[]byte("c"), 0o600}},
 		{"audit/policy.yaml": {[]byte("p"), 0o400}},
 		{"ca.crt": {[]byte("fp"), 0o600}}, // the optional configMap is missing
 	}
 	for i, vc := range copies {
-		got, err := Project(vc, data)
+		got, err := checkpoint.Project(vc, data)
 		if err != nil {
 			t.Fatalf("%s: %v", vc.Volume, err)
 		}
@@ -262,26 +225,18 @@ func TestProjectHonoursItemsAndModes(t *testing.T) {
 }
 
 func TestProjectErrors(t *testing.T) {
-	vc := VolumeCopy{Volume: "v", DefaultMode: 0o644, Sources: []CopySource{{Kind: "Secret", Name: "s"}}}
-	if _, err := Project(vc, nil); err == nil || !strings.Contains(err.Error(), `secret "s"`) {
+	vc := checkpoint.VolumeCopy{Volume: "v", DefaultMode: 0o644, Sources: []checkpoint.CopySource{{Kind: "Secret", Name: "s"}}}
+	if _, err := checkpoint.Project(vc, nil); err == nil || !strings.Contains(err.Error(), `secret "s"`) {
 		t.Errorf("missing secret: err = %v", err)
 	}
 	vc.Sources[0].Items = []corev1.KeyToPath{{Key: "absent", Path: "a"}}
-	if _, err := Project(vc, map[string]map[string][]byte{"Secret/s": {}}); err == nil || !strings.Contains(err.Error(), `"absent"`) {
+	if _, err := checkpoint.Project(vc, map[string]map[string][]byte{"Secret/s": {}}); err == nil || !strings.Contains(err.Error(), `"absent"`) {
 		t.Errorf("missing key: err = %v", err)
 	}
 	for _, p := range []string{"../escape", "/abs", "..data"} {
 		vc.Sources[0].Items = []corev1.KeyToPath{{Key: "k", Path: p}}
-		if _, err := Project(vc, map[string]map[string][]byte{"Secret/s": {"k": nil}}); err == nil {
+		if _, err := checkpoint.Project(vc, map[string]map[string][]byte{"Secret/s": {"k": nil}}); err == nil {
 			t.Errorf("path %q accepted", p)
-		}
-	}
-}
-
-func TestCopyMode(t *testing.T) {
-	for in, want := range map[int32]fs.FileMode{0o644: 0o600, 0o400: 0o400, 0o755: 0o700, 0o440: 0o400, 0o777: 0o700} {
-		if got := copyMode(in); got != want {
-			t.Errorf("copyMode(%o) = %o, want %o", in, got, want)
 		}
 	}
 }
@@ -291,19 +246,19 @@ func TestWantsCheckpoint(t *testing.T) {
 		annotations map[string]string
 		want        bool
 	}{
-		{map[string]string{CheckpointAnnotation: "true"}, true},
-		{map[string]string{BootkubeCheckpointAnnotation: "true"}, true},
-		{map[string]string{CheckpointAnnotation: "false"}, false},
+		{map[string]string{checkpoint.CheckpointAnnotation: "true"}, true},
+		{map[string]string{checkpoint.BootkubeCheckpointAnnotation: "true"}, true},
+		{map[string]string{checkpoint.CheckpointAnnotation: "false"}, false},
 		{nil, false},
-		{map[string]string{CheckpointAnnotation: "true", configSourceAnnotation: "file"}, false},
-		{map[string]string{CheckpointAnnotation: "true", configMirrorAnnotation: "abc"}, false},
-		{map[string]string{CheckpointAnnotation: "true", CheckpointOfAnnotation: "x"}, false},
-		{map[string]string{CheckpointAnnotation: "true", BootkubeCheckpointOfAnnotation: "x"}, false},
+		{map[string]string{checkpoint.CheckpointAnnotation: "true", checkpoint.ConfigSourceAnnotation: "file"}, false},
+		{map[string]string{checkpoint.CheckpointAnnotation: "true", checkpoint.ConfigMirrorAnnotation: "abc"}, false},
+		{map[string]string{checkpoint.CheckpointAnnotation: "true", checkpoint.CheckpointOfAnnotation: "x"}, false},
+		{map[string]string{checkpoint.CheckpointAnnotation: "true", checkpoint.BootkubeCheckpointOfAnnotation: "x"}, false},
 	}
 	for _, c := range cases {
 		p := &corev1.Pod{}
 		p.Annotations = c.annotations
-		if got := WantsCheckpoint(p); got != c.want {
+		if got := checkpoint.WantsCheckpoint(p); got != c.want {
 			t.Errorf("WantsCheckpoint(%v) = %t, want %t", c.annotations, got, c.want)
 		}
 	}
@@ -313,12 +268,12 @@ func TestWantsCheckpoint(t *testing.T) {
 // there; the parent's probes keep 127.0.0.1, which only the parent serves.
 func TestSanitizeBindsTheCheckpointToItsOwnAddress(t *testing.T) {
 	p := richPod()
-	p.Annotations[ArgsAnnotation] = " --bind-address=$(HOST_IP)  --v=2 "
+	p.Annotations[checkpoint.ArgsAnnotation] = " --bind-address=$(HOST_IP)  --v=2 "
 	c := &p.Spec.Containers[0]
 	c.LivenessProbe.HTTPGet.Host = "127.0.0.1"
 	c.ReadinessProbe.TCPSocket.Host = "127.0.0.1"
 	c.StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Host: "127.0.0.1", Path: "/livez", Port: intstr.FromInt32(6443)}}}
-	cp, _, err := Sanitize(p, secretRoot)
+	cp, _, err := checkpoint.Sanitize(p, secretRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,16 +287,16 @@ func TestSanitizeBindsTheCheckpointToItsOwnAddress(t *testing.T) {
 	if c.LivenessProbe.HTTPGet.Host != "127.0.0.1" || len(c.Command) == len(got.Command) {
 		t.Error("Sanitize changed the parent")
 	}
-	if _, ok := cp.Annotations[ArgsAnnotation]; ok {
+	if _, ok := cp.Annotations[checkpoint.ArgsAnnotation]; ok {
 		t.Error("the checkpoint kept the args annotation, so a checkpoint of it would append them twice")
 	}
-	again, _, err := Sanitize(cp, secretRoot)
+	again, _, err := checkpoint.Sanitize(cp, secretRoot)
 	if err != nil || !reflect.DeepEqual(cp, again) {
 		t.Errorf("not idempotent (err %v):\n%+v\n%+v", err, cp.Spec.Containers[0].Command, again.Spec.Containers[0].Command)
 	}
 
 	p.Spec.Containers[0].Args = []string{"--secure-port=6443"}
-	cp, _, err = Sanitize(p, secretRoot)
+	cp, _, err = checkpoint.Sanitize(p, secretRoot)
 	if err != nil {
 		t.Fatal(err)
 	}

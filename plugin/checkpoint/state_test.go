@@ -1,136 +1,39 @@
-package checkpoint
+package checkpoint_test
 
 import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/checkpointtest"
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
-var testGrace = Grace{Activate: 10 * time.Second, HandOver: 30 * time.Second, Remove: time.Minute}
+var testGrace = checkpoint.Grace{Activate: 10 * time.Second, HandOver: 30 * time.Second, Remove: time.Minute}
 
-// transition is one row of the state machine's specification. The start state
-// is phase from, with timer pending started either 5s ago (no grace expired)
-// or 61s ago (every grace expired). For an observation that runs no timer of
-// its own, the start carries a stale timer of another kind, which must be
-// dropped without effect.
-type transition struct {
-	from                Phase
-	pending             Pending
-	apiUp, inAPI, ready bool
-	expired             bool
-	want                Phase
-	wantPending         Pending
-}
-
-func (tr transition) String() string {
-	return fmt.Sprintf("%s(%s)/api=%t/inAPI=%t/ready=%t/expired=%t", tr.from, tr.pending, tr.apiUp, tr.inAPI, tr.ready, tr.expired)
-}
-
-const (
-	up, down     = true, false
-	in, absent   = true, false
-	ready, dead  = true, false
-	expired, run = true, false
-)
-
-// transitions lists every combination of API up/down × parent in the API or
-// not × parent Ready here or not × grace expired or not, for each phase.
-var transitions = []transition{
-	// none: only a parent that is in the API and Ready here gets a checkpoint.
-	{PhaseNone, PendingNothing, up, in, ready, run, PhaseInactive, ""},
-	{PhaseNone, PendingNothing, up, in, ready, expired, PhaseInactive, ""},
-	{PhaseNone, PendingNothing, up, in, dead, run, PhaseNone, ""},
-	{PhaseNone, PendingNothing, up, in, dead, expired, PhaseNone, ""},
-	{PhaseNone, PendingNothing, up, absent, ready, run, PhaseNone, ""},
-	{PhaseNone, PendingNothing, up, absent, ready, expired, PhaseNone, ""},
-	{PhaseNone, PendingNothing, up, absent, dead, run, PhaseNone, ""},
-	{PhaseNone, PendingNothing, up, absent, dead, expired, PhaseNone, ""},
-	{PhaseNone, PendingNothing, down, in, ready, run, PhaseNone, ""},
-	{PhaseNone, PendingNothing, down, in, ready, expired, PhaseNone, ""},
-	{PhaseNone, PendingNothing, down, in, dead, run, PhaseNone, ""},
-	{PhaseNone, PendingNothing, down, in, dead, expired, PhaseNone, ""},
-	{PhaseNone, PendingNothing, down, absent, ready, run, PhaseNone, ""},
-	{PhaseNone, PendingNothing, down, absent, ready, expired, PhaseNone, ""},
-	{PhaseNone, PendingNothing, down, absent, dead, run, PhaseNone, ""},
-	{PhaseNone, PendingNothing, down, absent, dead, expired, PhaseNone, ""},
-
-	// inactive, API up.
-	{PhaseInactive, PendingActivate, up, in, ready, run, PhaseInactive, ""},     // parent back before activation
-	{PhaseInactive, PendingActivate, up, in, ready, expired, PhaseInactive, ""}, // Ready wins over an old timer
-	{PhaseInactive, PendingActivate, up, in, dead, run, PhaseInactive, PendingActivate},
-	{PhaseInactive, PendingActivate, up, in, dead, expired, PhaseActive, ""},
-	{PhaseInactive, PendingRemove, up, absent, ready, run, PhaseInactive, PendingRemove},
-	{PhaseInactive, PendingRemove, up, absent, ready, expired, PhaseRemoved, ""},
-	{PhaseInactive, PendingRemove, up, absent, dead, run, PhaseInactive, PendingRemove},
-	{PhaseInactive, PendingRemove, up, absent, dead, expired, PhaseRemoved, ""},
-	// inactive, API down: whether the API had the parent is unknown and ignored.
-	{PhaseInactive, PendingRemove, down, in, ready, run, PhaseInactive, ""},
-	{PhaseInactive, PendingRemove, down, in, ready, expired, PhaseInactive, ""},
-	{PhaseInactive, PendingActivate, down, in, dead, run, PhaseInactive, PendingActivate},
-	{PhaseInactive, PendingActivate, down, in, dead, expired, PhaseActive, ""},
-	{PhaseInactive, PendingRemove, down, absent, ready, run, PhaseInactive, ""},
-	{PhaseInactive, PendingRemove, down, absent, ready, expired, PhaseInactive, ""}, // no removal while the API is down
-	{PhaseInactive, PendingActivate, down, absent, dead, run, PhaseInactive, PendingActivate},
-	{PhaseInactive, PendingActivate, down, absent, dead, expired, PhaseActive, ""},
-
-	// active, API up.
-	{PhaseActive, PendingHandOver, up, in, ready, run, PhaseActive, PendingHandOver},
-	{PhaseActive, PendingHandOver, up, in, ready, expired, PhaseInactive, ""}, // the one hand-over
-	{PhaseActive, PendingHandOver, up, in, dead, run, PhaseActive, ""},        // parent flapped: start over
-	{PhaseActive, PendingHandOver, up, in, dead, expired, PhaseActive, ""},
-	{PhaseActive, PendingRemove, up, absent, ready, run, PhaseActive, PendingRemove},
-	{PhaseActive, PendingRemove, up, absent, ready, expired, PhaseRemoved, ""},
-	{PhaseActive, PendingRemove, up, absent, dead, run, PhaseActive, PendingRemove},
-	{PhaseActive, PendingRemove, up, absent, dead, expired, PhaseRemoved, ""},
-	// active, API down.
-	{PhaseActive, PendingHandOver, down, in, ready, run, PhaseActive, PendingHandOver},
-	{PhaseActive, PendingHandOver, down, in, ready, expired, PhaseInactive, ""},
-	{PhaseActive, PendingRemove, down, in, dead, run, PhaseActive, ""},
-	{PhaseActive, PendingRemove, down, in, dead, expired, PhaseActive, ""}, // the API is down: keep serving
-	{PhaseActive, PendingHandOver, down, absent, ready, run, PhaseActive, PendingHandOver},
-	{PhaseActive, PendingHandOver, down, absent, ready, expired, PhaseInactive, ""},
-	{PhaseActive, PendingRemove, down, absent, dead, run, PhaseActive, ""},
-	{PhaseActive, PendingRemove, down, absent, dead, expired, PhaseActive, ""},
-}
-
-var testNow = time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
-
-func (tr transition) start() State {
-	s := State{Phase: tr.from, Since: testNow.Add(-time.Hour)}
-	if tr.pending != PendingNothing {
-		s.Pending, s.PendingSince = tr.pending, testNow.Add(-5*time.Second)
-		if tr.expired {
-			s.PendingSince = testNow.Add(-61 * time.Second)
-		}
-	}
-	return s
-}
-
-func (tr transition) observation() Observation {
-	return Observation{APIUp: tr.apiUp, ParentInAPI: tr.inAPI, ParentReady: tr.ready}
-}
+const expired, run = true, false
 
 func TestTransitionTableIsComplete(t *testing.T) {
 	seen := map[string]bool{}
-	for _, tr := range transitions {
-		seen[fmt.Sprint(tr.from, tr.apiUp, tr.inAPI, tr.ready, tr.expired)] = true
+	for _, tr := range checkpointtest.Transitions {
+		seen[fmt.Sprint(tr.From, tr.APIUp, tr.InAPI, tr.Ready, tr.Expired)] = true
 	}
-	if len(seen) != 3*2*2*2*2 || len(transitions) != len(seen) {
-		t.Fatalf("the table has %d rows and %d distinct cases; want 48 of each", len(transitions), len(seen))
+	if len(seen) != 3*2*2*2*2 || len(checkpointtest.Transitions) != len(seen) {
+		t.Fatalf("the table has %d rows and %d distinct cases; want 48 of each", len(checkpointtest.Transitions), len(seen))
 	}
 }
 
 func TestStep(t *testing.T) {
-	for _, tr := range transitions {
+	for _, tr := range checkpointtest.Transitions {
 		t.Run(tr.String(), func(t *testing.T) {
-			start := tr.start()
-			got := Step(start, tr.observation(), testNow, testGrace)
-			if got.Phase != tr.want || got.Pending != tr.wantPending {
-				t.Fatalf("Step = %s(%s), want %s(%s)", got.Phase, got.Pending, tr.want, tr.wantPending)
+			start := tr.Start()
+			got := checkpoint.Step(start, tr.Observation(), checkpointtest.Now, testGrace)
+			if got.Phase != tr.Want || got.Pending != tr.WantPending {
+				t.Fatalf("Step = %s(%s), want %s(%s)", got.Phase, got.Pending, tr.Want, tr.WantPending)
 			}
 			switch {
 			case got.Phase != start.Phase:
-				if !got.Since.Equal(testNow) || !got.PendingSince.IsZero() {
+				if !got.Since.Equal(checkpointtest.Now) || !got.PendingSince.IsZero() {
 					t.Errorf("a new phase starts now with no timer; got since %v, timer %v", got.Since, got.PendingSince)
 				}
 			case got.Pending == start.Pending && got.Pending != "":
@@ -144,56 +47,27 @@ func TestStep(t *testing.T) {
 
 func TestStepRestartsTimerWhenReasonChanges(t *testing.T) {
 	// A removal timer that ran a long time must not turn into an activation.
-	s := State{Phase: PhaseInactive, Pending: PendingRemove, PendingSince: testNow.Add(-time.Hour)}
-	got := Step(s, Observation{APIUp: true, ParentInAPI: true, ParentReady: false}, testNow, testGrace)
-	if got.Phase != PhaseInactive || got.Pending != PendingActivate || !got.PendingSince.Equal(testNow) {
+	s := checkpoint.State{Phase: checkpoint.PhaseInactive, Pending: checkpoint.PendingRemove, PendingSince: checkpointtest.Now.Add(-time.Hour)}
+	got := checkpoint.Step(s, checkpoint.Observation{APIUp: true, ParentInAPI: true, ParentReady: false}, checkpointtest.Now, testGrace)
+	if got.Phase != checkpoint.PhaseInactive || got.Pending != checkpoint.PendingActivate || !got.PendingSince.Equal(checkpointtest.Now) {
 		t.Fatalf("got %+v, want inactive waiting to activate from now", got)
 	}
-	got = Step(got, Observation{APIUp: true, ParentInAPI: true}, testNow.Add(testGrace.Activate), testGrace)
-	if got.Phase != PhaseActive {
+	got = checkpoint.Step(got, checkpoint.Observation{APIUp: true, ParentInAPI: true}, checkpointtest.Now.Add(testGrace.Activate), testGrace)
+	if got.Phase != checkpoint.PhaseActive {
 		t.Fatalf("after the activation grace got %s, want active", got.Phase)
 	}
 }
 
-// TestDefaultHandOverNeedsFiveSecondsOfReady runs the shipped defaults at the
-// interval of a busy node: a returning parent takes the node back once it
-// has been Ready for five seconds of observations, and a flap in between
-// starts the wait over.
-func TestDefaultHandOverNeedsFiveSecondsOfReady(t *testing.T) {
-	ready := Observation{APIUp: true, ParentInAPI: true, ParentReady: true}
-	tick := func(i int) time.Time { return testNow.Add(time.Duration(i) * DefaultBusyInterval) }
-	s := State{Phase: PhaseActive, Since: tick(-10)}
-	for i := range 5 {
-		if s = Step(s, ready, tick(i), DefaultGrace); s.Phase != PhaseActive || s.Pending != PendingHandOver {
-			t.Fatalf("on Ready observation %d got %+v, want active waiting to hand over", i+1, s)
-		}
-	}
-	if got := Step(s, ready, tick(5), DefaultGrace); got.Phase != PhaseInactive {
-		t.Fatalf("after five seconds of Ready got %s, want inactive", got.Phase)
-	}
-	s = Step(s, Observation{APIUp: true, ParentInAPI: true}, tick(5), DefaultGrace)
-	s = Step(s, ready, tick(6), DefaultGrace)
-	if s.Phase != PhaseActive || !s.PendingSince.Equal(tick(6)) {
-		t.Fatalf("after a flap got %+v, want active waiting from the next Ready observation", s)
-	}
-	if got := Step(s, ready, tick(10), DefaultGrace); got.Phase != PhaseActive {
-		t.Fatalf("four seconds after the flap got %s, want still active", got.Phase)
-	}
-	if got := Step(s, ready, tick(11), DefaultGrace); got.Phase != PhaseInactive {
-		t.Fatalf("five seconds of Ready after the flap got %s, want inactive", got.Phase)
-	}
-}
-
 func TestStepRemovedIsTerminal(t *testing.T) {
-	for _, o := range []Observation{{}, {APIUp: true, ParentInAPI: true, ParentReady: true}} {
-		if got := Step(State{Phase: PhaseRemoved}, o, testNow, testGrace); got.Phase != PhaseRemoved {
+	for _, o := range []checkpoint.Observation{{}, {APIUp: true, ParentInAPI: true, ParentReady: true}} {
+		if got := checkpoint.Step(checkpoint.State{Phase: checkpoint.PhaseRemoved}, o, checkpointtest.Now, testGrace); got.Phase != checkpoint.PhaseRemoved {
 			t.Fatalf("removed moved to %s on %+v", got.Phase, o)
 		}
 	}
 }
 
 func TestStepZeroValueIsNone(t *testing.T) {
-	if got := Step(State{}, Observation{APIUp: true}, testNow, testGrace); got.Phase != PhaseNone {
+	if got := checkpoint.Step(checkpoint.State{}, checkpoint.Observation{APIUp: true}, checkpointtest.Now, testGrace); got.Phase != checkpoint.PhaseNone {
 		t.Fatalf("zero state became %s, want none", got.Phase)
 	}
 }
@@ -202,28 +76,28 @@ func TestStepZeroValueIsNone(t *testing.T) {
 // a successor from the same controller on this node. Whether the parent
 // still runs here does not matter: each row holds for both.
 var replacedTransitions = []struct {
-	from           Phase
-	pending        Pending
+	from           checkpoint.Phase
+	pending        checkpoint.Pending
 	successorReady bool
 	expired        bool
-	want           Phase
-	wantPending    Pending
+	want           checkpoint.Phase
+	wantPending    checkpoint.Pending
 }{
-	{PhaseNone, PendingNothing, false, run, PhaseNone, ""},
-	{PhaseNone, PendingNothing, true, run, PhaseNone, ""},
+	{checkpoint.PhaseNone, checkpoint.PendingNothing, false, run, checkpoint.PhaseNone, ""},
+	{checkpoint.PhaseNone, checkpoint.PendingNothing, true, run, checkpoint.PhaseNone, ""},
 	// A successor that does not run (a bad rollout) makes the last good spec take over.
-	{PhaseInactive, PendingActivate, false, run, PhaseInactive, PendingActivate},
-	{PhaseInactive, PendingActivate, false, expired, PhaseActive, ""},
-	{PhaseInactive, PendingRemove, false, expired, PhaseInactive, PendingActivate}, // a removal timer never activates
+	{checkpoint.PhaseInactive, checkpoint.PendingActivate, false, run, checkpoint.PhaseInactive, checkpoint.PendingActivate},
+	{checkpoint.PhaseInactive, checkpoint.PendingActivate, false, expired, checkpoint.PhaseActive, ""},
+	{checkpoint.PhaseInactive, checkpoint.PendingRemove, false, expired, checkpoint.PhaseInactive, checkpoint.PendingActivate}, // a removal timer never activates
 	// A Ready successor gets its own checkpoint; the old one goes after the removal grace.
-	{PhaseInactive, PendingRemove, true, run, PhaseInactive, PendingRemove},
-	{PhaseInactive, PendingRemove, true, expired, PhaseRemoved, ""},
+	{checkpoint.PhaseInactive, checkpoint.PendingRemove, true, run, checkpoint.PhaseInactive, checkpoint.PendingRemove},
+	{checkpoint.PhaseInactive, checkpoint.PendingRemove, true, expired, checkpoint.PhaseRemoved, ""},
 	// An active checkpoint serves until the successor has been Ready for the hand-over grace.
-	{PhaseActive, PendingRemove, false, run, PhaseActive, ""},
-	{PhaseActive, PendingRemove, false, expired, PhaseActive, ""}, // never removed under a crash-looping successor
-	{PhaseActive, PendingHandOver, true, run, PhaseActive, PendingHandOver},
-	{PhaseActive, PendingHandOver, true, expired, PhaseRemoved, ""},
-	{PhaseActive, PendingRemove, true, expired, PhaseActive, PendingHandOver}, // a removal timer is not a hand-over
+	{checkpoint.PhaseActive, checkpoint.PendingRemove, false, run, checkpoint.PhaseActive, ""},
+	{checkpoint.PhaseActive, checkpoint.PendingRemove, false, expired, checkpoint.PhaseActive, ""}, // never removed under a crash-looping successor
+	{checkpoint.PhaseActive, checkpoint.PendingHandOver, true, run, checkpoint.PhaseActive, checkpoint.PendingHandOver},
+	{checkpoint.PhaseActive, checkpoint.PendingHandOver, true, expired, checkpoint.PhaseRemoved, ""},
+	{checkpoint.PhaseActive, checkpoint.PendingRemove, true, expired, checkpoint.PhaseActive, checkpoint.PendingHandOver}, // a removal timer is not a hand-over
 }
 
 func TestStepKeepsTheLastGoodSpecUntilASuccessorIsReady(t *testing.T) {
@@ -231,9 +105,9 @@ func TestStepKeepsTheLastGoodSpecUntilASuccessorIsReady(t *testing.T) {
 		for _, parentReady := range []bool{false, true} {
 			name := fmt.Sprintf("%s(%s)/successorReady=%t/expired=%t/parentReady=%t", tr.from, tr.pending, tr.successorReady, tr.expired, parentReady)
 			t.Run(name, func(t *testing.T) {
-				start := transition{from: tr.from, pending: tr.pending, expired: tr.expired}.start()
-				o := Observation{APIUp: true, ParentReady: parentReady, SuccessorInAPI: true, SuccessorReady: tr.successorReady}
-				got := Step(start, o, testNow, testGrace)
+				start := checkpointtest.Transition{From: tr.from, Pending: tr.pending, Expired: tr.expired}.Start()
+				o := checkpoint.Observation{APIUp: true, ParentReady: parentReady, SuccessorInAPI: true, SuccessorReady: tr.successorReady}
+				got := checkpoint.Step(start, o, checkpointtest.Now, testGrace)
 				if got.Phase != tr.want || got.Pending != tr.wantPending {
 					t.Fatalf("Step = %s(%s), want %s(%s)", got.Phase, got.Pending, tr.want, tr.wantPending)
 				}

@@ -12,9 +12,9 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/images"
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/pivot"
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/progress"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/images"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pivot"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/progress"
 )
 
 // BootstrapOptions are the inputs of `kubectl selfhost bootstrap`.

@@ -7,8 +7,8 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/pki"
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/render"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pki"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/render"
 )
 
 // RenderOptions are the inputs of `kubectl selfhost render`.

@@ -12,7 +12,7 @@ import (
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/pki"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pki"
 )
 
 func run(t *testing.T, args ...string) (string, error) {

@@ -17,10 +17,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/drill"
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/images"
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/progress"
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/verify"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/drill"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/images"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/progress"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/verify"
 )
 
 // VerifyOptions are the inputs of `kubectl selfhost verify`.

@@ -11,7 +11,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/discovery"
 
-	pluginversion "github.com/kubectl-selfhost/kubectl-selfhost/plugin/version"
+	pluginversion "github.com/kubectl-selfhost/kubectl-selfhost/internal/version"
 )
 
 // VersionOptions are the inputs of `kubectl selfhost version`.

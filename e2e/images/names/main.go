@@ -1,4 +1,4 @@
-// Command names prints the upstream image names of plugin/images as shell
+// Command names prints the upstream image names of internal/images as shell
 // assignments (IMG_APISERVER=...), so the image factory and the rendered
 // manifests share one list of names.
 package main
@@ -8,7 +8,7 @@ import (
 	"reflect"
 	"strings"
 
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/images"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/images"
 )
 
 func main() {

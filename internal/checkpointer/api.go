@@ -1,0 +1,148 @@
+package checkpointer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
+)
+
+// API is what the checkpointer needs from the API server.
+type API interface {
+	// ParentPods lists the pods on this node that ask for a checkpoint. An
+	// error means the API is down, as far as the state machine is concerned.
+	ParentPods(ctx context.Context) ([]corev1.Pod, error)
+	// VolumeData returns the content of a Secret or ConfigMap; found is false
+	// when it does not exist.
+	VolumeData(ctx context.Context, kind, name string) (data map[string][]byte, found bool, err error)
+	// DaemonSetGone reports whether the checkpointer's DaemonSet is deleted or being deleted.
+	DaemonSetGone(ctx context.Context) (bool, error)
+	PublishStatus(ctx context.Context, st checkpoint.NodeStatus) error
+}
+
+// The clients below are the few methods of client-go's typed clients that
+// the checkpointer calls. The typed clients of a kubernetes.Interface satisfy
+// them, and so does the small REST client in restclient.go: linking the full
+// clientset would double the binary.
+type (
+	PodLister interface {
+		List(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error)
+	}
+	SecretGetter interface {
+		Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Secret, error)
+	}
+	ConfigMapClient interface {
+		checkpoint.ConfigMapGetter
+		Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (*corev1.ConfigMap, error)
+	}
+	DaemonSetGetter interface {
+		Get(ctx context.Context, name string, opts metav1.GetOptions) (*appsv1.DaemonSet, error)
+	}
+)
+
+// ClientAPI implements API within one namespace.
+type ClientAPI struct {
+	Pods       PodLister
+	Secrets    SecretGetter
+	ConfigMaps ConfigMapClient
+	DaemonSets DaemonSetGetter
+	Namespace  string
+	Node       string
+	DaemonSet  string
+}
+
+func (a ClientAPI) ParentPods(ctx context.Context) ([]corev1.Pod, error) {
+	list, err := a.Pods.List(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", a.Node).String(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot list pods of node %s: %w", a.Node, err)
+	}
+	var out []corev1.Pod
+	for _, p := range list.Items {
+		if p.Spec.NodeName == a.Node && checkpoint.WantsCheckpoint(&p) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func (a ClientAPI) VolumeData(ctx context.Context, kind, name string) (map[string][]byte, bool, error) {
+	switch kind {
+	case "Secret":
+		s, err := a.Secrets.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("cannot read secret %s/%s: %w", a.Namespace, name, err)
+		}
+		return s.Data, true, nil
+	case "ConfigMap":
+		c, err := a.ConfigMaps.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("cannot read configMap %s/%s: %w", a.Namespace, name, err)
+		}
+		data := make(map[string][]byte, len(c.Data)+len(c.BinaryData))
+		for k, v := range c.Data {
+			data[k] = []byte(v)
+		}
+		for k, v := range c.BinaryData {
+			data[k] = v
+		}
+		return data, true, nil
+	}
+	return nil, false, fmt.Errorf("cannot copy a volume of kind %s", kind)
+}
+
+func (a ClientAPI) DaemonSetGone(ctx context.Context) (bool, error) {
+	ds, err := a.DaemonSets.Get(ctx, a.DaemonSet, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("cannot read DaemonSet %s/%s: %w", a.Namespace, a.DaemonSet, err)
+	}
+	return ds.DeletionTimestamp != nil, nil
+}
+
+// PublishStatus merge-patches this node's key only, so nodes never conflict.
+func (a ClientAPI) PublishStatus(ctx context.Context, st checkpoint.NodeStatus) error {
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	patch, err := json.Marshal(map[string]any{"data": map[string]string{a.Node: string(raw)}})
+	if err != nil {
+		return err
+	}
+	_, err = a.ConfigMaps.Patch(ctx, checkpoint.StatusConfigMap, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "pod-checkpointer"})
+	if err != nil {
+		return fmt.Errorf("cannot publish status to ConfigMap %s/%s: %w", a.Namespace, checkpoint.StatusConfigMap, err)
+	}
+	return nil
+}
+
+// ClearStatus removes this node's entry from the status ConfigMap.
+func (a ClientAPI) ClearStatus(ctx context.Context) error {
+	patch, err := json.Marshal(map[string]any{"data": map[string]any{a.Node: nil}})
+	if err != nil {
+		return err
+	}
+	_, err = a.ConfigMaps.Patch(ctx, checkpoint.StatusConfigMap, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "pod-checkpointer"})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("cannot clear status in ConfigMap %s/%s: %w", a.Namespace, checkpoint.StatusConfigMap, err)
+	}
+	return nil
+}

@@ -1,0 +1,628 @@
+package checkpointer
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/checkpointtest"
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
+)
+
+const parentName = "kube-apiserver-x7k2p"
+
+// TestReconcileTransitions drives every row of the state machine's table
+// through the real I/O: a CRI v1 gRPC server on a unix socket, client-go's
+// fake clientset, and a temporary disk. "Not Ready" takes a different form
+// on alternate rows: a crash-looping container in a live sandbox, or a
+// running container that the API reports not Ready (too young when the API
+// is down).
+func TestReconcileTransitions(t *testing.T) {
+	cri := startCRI(t)
+	for i, tr := range checkpointtest.Transitions {
+		t.Run(tr.String(), func(t *testing.T) {
+			crashLoop := i%2 == 0
+			d := testDisk(t)
+			clk := newClock(testNow)
+			parent := parentPod(parentName, tr.Ready || crashLoop)
+			objects := []runtime.Object{daemonSet(), statusConfigMap(), extraSecret()}
+			if tr.InAPI {
+				objects = append(objects, parent)
+			}
+			api := newAPI(objects...)
+			api.down.Store(!tr.APIUp)
+
+			ctr := localCtr{running: true, age: time.Hour}
+			switch {
+			case tr.Ready:
+			case crashLoop:
+				ctr = localCtr{running: false, age: 5 * time.Second}
+			case !tr.APIUp:
+				ctr = localCtr{running: true, age: 2 * time.Second}
+			}
+			cri.set(localPod{name: parentName, uid: string(parent.UID), ready: true,
+				containers: map[string]localCtr{"kube-apiserver": ctr}})
+
+			key := Key(testNS, parentName)
+			if tr.From != checkpoint.PhaseNone {
+				cp, _, err := checkpoint.Sanitize(parent, d.SecretDir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := d.WriteInactive(cp); err != nil {
+					t.Fatal(err)
+				}
+				if tr.From == checkpoint.PhaseActive {
+					if err := d.Activate(testNS, parentName); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			r := newReconciler(t, cri, api, d, clk, nil)
+			r.states = map[string]checkpoint.State{key: tr.Start()}
+			r.copied = map[string]time.Time{}
+
+			if _, err := r.Reconcile(context.Background()); err != nil {
+				t.Fatalf("reconcile: %v", err)
+			}
+			got, known := r.states[key]
+			if !known {
+				// The reconciler forgets removed checkpoints and bare parents;
+				// the disk checks below tell the two apart.
+				got.Phase = checkpoint.PhaseNone
+				if tr.Want == checkpoint.PhaseRemoved {
+					got.Phase = checkpoint.PhaseRemoved
+				}
+			}
+			if got.Phase != tr.Want || got.Pending != tr.WantPending {
+				t.Fatalf("state = %s(%s), want %s(%s)", got.Phase, got.Pending, tr.Want, tr.WantPending)
+			}
+			file := manifestName(testNS, parentName)
+			active := exists(filepath.Join(d.ManifestDir, file))
+			inactive := exists(filepath.Join(d.InactiveDir, file))
+			copies := exists(filepath.Join(d.SecretDir, testNS, parentName))
+			// Copies are written only by a refresh, which needs the API and a Ready parent.
+			kept := tr.Want == checkpoint.PhaseActive || tr.Want == checkpoint.PhaseInactive
+			want := [3]bool{tr.Want == checkpoint.PhaseActive, kept, kept && tr.APIUp && tr.InAPI && tr.Ready}
+			if gotDisk := [3]bool{active, inactive, copies}; gotDisk != want {
+				t.Fatalf("disk (active, inactive, copies) = %v, want %v", gotDisk, want)
+			}
+			if tr.Want == checkpoint.PhaseInactive && tr.APIUp && tr.InAPI && tr.Ready {
+				b, err := os.ReadFile(filepath.Join(d.SecretDir, testNS, parentName, "extra", "key.pem"))
+				if err != nil || string(b) != "secret-key" {
+					t.Fatalf("secret copy = %q, %v; want the secret's key", b, err)
+				}
+			}
+		})
+	}
+}
+
+// TestOutageAndOneHandOver plays a full outage: the checkpoint takes over
+// while nothing runs, then hands port 6443 back to the returning parent once,
+// even though the parent flaps during the hand-over grace.
+func TestOutageAndOneHandOver(t *testing.T) {
+	var logs bytes.Buffer
+	n := newTestNode(t, slog.New(slog.NewJSONHandler(&logs, nil)))
+	cri, d, api, r, parent := n.cri, n.disk, n.api, n.r, n.parent
+	running := localPod{name: parentName, uid: string(parent.UID), ready: true,
+		containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour}}}
+	step := func(d time.Duration) { t.Helper(); n.step(t, d) }
+	phase := func() checkpoint.Phase { return r.states[Key(testNS, parentName)].Phase }
+	file := filepath.Join(d.ManifestDir, manifestName(testNS, parentName))
+
+	cri.set(running)
+	step(0)
+	if phase() != checkpoint.PhaseInactive {
+		t.Fatalf("a Ready parent got %s, want inactive", phase())
+	}
+	// Every control-plane node reboots: nothing runs and the API is down.
+	cri.set()
+	api.down.Store(true)
+	step(5 * time.Second)
+	step(5 * time.Second)
+	if phase() != checkpoint.PhaseInactive {
+		t.Fatalf("activated before the grace: %s", phase())
+	}
+	step(5 * time.Second)
+	if phase() != checkpoint.PhaseActive || !exists(file) {
+		t.Fatalf("after the activation grace got %s (manifest %t), want active", phase(), exists(file))
+	}
+	// The checkpoint brings the API back; the kubelet starts the parent next to it.
+	api.down.Store(false)
+	young := running
+	young.containers = map[string]localCtr{"kube-apiserver": {running: true, age: 0}}
+	cri.set(young)
+	step(5 * time.Second)
+	// It becomes Ready, then crashes once inside the hand-over grace.
+	cri.set(running)
+	step(5 * time.Second)
+	step(20 * time.Second)
+	cri.set(localPod{name: parentName, uid: string(parent.UID), ready: true,
+		containers: map[string]localCtr{"kube-apiserver": {running: false, age: time.Second}}})
+	step(5 * time.Second)
+	if phase() != checkpoint.PhaseActive {
+		t.Fatalf("a flapping parent got %s, want the checkpoint still active", phase())
+	}
+	cri.set(running)
+	for range 8 {
+		step(5 * time.Second)
+	}
+	if phase() != checkpoint.PhaseInactive || exists(file) {
+		t.Fatalf("after a stable hand-over grace got %s (manifest %t), want inactive", phase(), exists(file))
+	}
+	for range 10 {
+		step(5 * time.Second)
+	}
+	handOvers := strings.Count(logs.String(), `"from":"active","to":"inactive"`)
+	activations := strings.Count(logs.String(), `"from":"inactive","to":"active"`)
+	if handOvers != 1 || activations != 1 {
+		t.Fatalf("got %d activations and %d hand-overs, want exactly one of each; log:\n%s", activations, handOvers, logs.String())
+	}
+}
+
+// TestStaleReadyAfterRebootKeepsTheCheckpoint: after every control-plane node
+// rebooted, the API still holds the parent's Ready from the last boot while
+// the kubelet runs a new container that has not served yet. The checkpoint
+// must keep the node until the kubelet reports that container Ready.
+func TestStaleReadyAfterRebootKeepsTheCheckpoint(t *testing.T) {
+	n := newTestNode(t, quietLog())
+	cri, api, r, parent := n.cri, n.api, n.r, n.parent
+	step := func(d time.Duration) { t.Helper(); n.step(t, d) }
+	phase := func() checkpoint.Phase { return r.states[Key(testNS, parentName)].Phase }
+	boot := func(id string) localPod {
+		return localPod{name: parentName, uid: string(parent.UID), ready: true,
+			containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour, boot: id}}}
+	}
+
+	cri.set(boot(""))
+	step(0)
+	cri.set()
+	api.down.Store(true)
+	for range 3 {
+		step(5 * time.Second)
+	}
+	if phase() != checkpoint.PhaseActive {
+		t.Fatalf("during the outage got %s, want active", phase())
+	}
+	// The API is back, still saying Ready about the last boot's container.
+	api.down.Store(false)
+	cri.set(boot("-2"))
+	for range 8 { // longer than the hand-over grace
+		step(5 * time.Second)
+		if phase() != checkpoint.PhaseActive {
+			t.Fatalf("handed over on the last boot's Ready: got %s, want active", phase())
+		}
+	}
+	// The kubelet reports the new container Ready.
+	p := parent.DeepCopy()
+	p.Status = readyStatus(parentName, true, "-2")
+	if _, err := api.cs.CoreV1().Pods(testNS).UpdateStatus(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for range 8 { // the hand-over grace
+		step(5 * time.Second)
+	}
+	if phase() != checkpoint.PhaseInactive {
+		t.Fatalf("after the kubelet reported the new container Ready got %s, want inactive", phase())
+	}
+}
+
+// TestBusyWhileACheckpointWaits: the reconcile loop speeds up only while a
+// checkpoint other than the checkpointer's own waits to activate or to hand
+// over, not for as long as one serves.
+func TestBusyWhileACheckpointWaits(t *testing.T) {
+	n := newTestNode(t, quietLog())
+	running := localPod{name: parentName, uid: string(n.parent.UID), ready: true,
+		containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour}}}
+	phase := func() checkpoint.Phase { return n.r.states[Key(testNS, parentName)].Phase }
+	self, token := checkpointerPod()
+	for _, o := range []runtime.Object{self, token} {
+		if err := n.api.cs.Tracker().Add(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.cri.set(running)
+	if res := n.step(t, 0); res.Busy || n.r.states[Key(testNS, testSelf)].Phase != checkpoint.PhaseActive {
+		t.Fatalf("busy = %t with only an inactive checkpoint and the checkpointer's own (%s)", res.Busy, n.r.states[Key(testNS, testSelf)].Phase)
+	}
+	n.cri.set()
+	if res := n.step(t, time.Second); !res.Busy {
+		t.Fatal("not busy while waiting to activate")
+	}
+	if res := n.step(t, testGrace.Activate); res.Busy || phase() != checkpoint.PhaseActive {
+		t.Fatalf("busy = %t once active (%s), with the parent still down", res.Busy, phase())
+	}
+	n.cri.set(running)
+	if res := n.step(t, time.Second); !res.Busy {
+		t.Fatal("not busy while waiting to hand over")
+	}
+	if res := n.step(t, testGrace.HandOver); res.Busy || phase() != checkpoint.PhaseInactive {
+		t.Fatalf("busy = %t after the hand-over (%s)", res.Busy, phase())
+	}
+}
+
+// recordingStore logs the calls that remove files.
+type recordingStore struct {
+	Disk
+	calls []string
+}
+
+func (s *recordingStore) Remove(ns, name string) error {
+	s.calls = append(s.calls, "remove "+name)
+	return s.Disk.Remove(ns, name)
+}
+
+func TestTeardownRemovesEveryCheckpointThenItsOwn(t *testing.T) {
+	cri := startCRI(t)
+	d := testDisk(t)
+	clk := newClock(testNow)
+	self := parentPod(testSelf, true)
+	others := []*corev1.Pod{parentPod("kube-apiserver-aaaaa", true), parentPod("kube-scheduler-zzzzz", true)}
+	api := newAPI(daemonSet(), statusConfigMap(), extraSecret(), self, others[0], others[1])
+	store := &recordingStore{Disk: d}
+	r := newReconciler(t, cri, api, d, clk, nil)
+	r.Store = store
+	var pods []localPod
+	for _, p := range append(others, self) {
+		pods = append(pods, localPod{name: p.Name, uid: string(p.UID), ready: true,
+			containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour}}})
+	}
+	cri.set(pods...)
+	ctx := context.Background()
+	if _, err := r.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !exists(filepath.Join(d.ManifestDir, manifestName(testNS, testSelf))) {
+		t.Fatal("the checkpointer's own checkpoint is not active")
+	}
+	st, err := checkpoint.ReadNodeStatus(ctx, api.cs.CoreV1().ConfigMaps(testNS), testNode)
+	if err != nil || len(st.Checkpoints) != 3 {
+		t.Fatalf("status = %+v, %v; want three checkpoints", st, err)
+	}
+
+	// The DaemonSet is deleted: its pods go, and only the static copy is left.
+	if err := api.cs.AppsV1().DaemonSets(testNS).Delete(ctx, testDS, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range append(others, self) {
+		api.cs.CoreV1().Pods(testNS).Delete(ctx, p.Name, metav1.DeleteOptions{})
+	}
+	res, err := r.Reconcile(ctx)
+	if err != nil || res.TornDown || len(store.calls) != 0 {
+		t.Fatalf("teardown must wait for the grace period; got %+v, %v, calls %v", res, err, store.calls)
+	}
+	clk.add(testGrace.Remove)
+	res, err = r.Reconcile(ctx)
+	if err != nil || !res.TornDown {
+		t.Fatalf("got %+v, %v; want a completed teardown", res, err)
+	}
+	want := []string{"remove kube-apiserver-aaaaa", "remove kube-scheduler-zzzzz", "remove " + testSelf}
+	if !slices.Equal(store.calls, want) {
+		t.Fatalf("removals = %v, want %v", store.calls, want)
+	}
+	for _, dir := range []string{d.ManifestDir, d.InactiveDir, d.SecretDir} {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			t.Errorf("%s still holds %s", dir, e.Name())
+		}
+	}
+	if _, err := checkpoint.ReadNodeStatus(ctx, api.cs.CoreV1().ConfigMaps(testNS), testNode); err == nil {
+		t.Error("the node's status survived the teardown")
+	}
+}
+
+func TestTeardownNeedsTheAPIToSayTheDaemonSetIsGone(t *testing.T) {
+	cri := startCRI(t)
+	d := testDisk(t)
+	clk := newClock(testNow)
+	self := parentPod(testSelf, true)
+	api := newAPI(statusConfigMap(), extraSecret(), self) // no DaemonSet
+	r := newReconciler(t, cri, api, d, clk, nil)
+	cri.set(localPod{name: testSelf, uid: string(self.UID), ready: true,
+		containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour}}})
+	ctx := context.Background()
+	r.Reconcile(ctx)
+	// The API goes down half-way: the clock of the teardown must restart.
+	clk.add(testGrace.Remove / 2)
+	api.down.Store(true)
+	r.Reconcile(ctx)
+	api.down.Store(false)
+	clk.add(testGrace.Remove / 2)
+	if res, _ := r.Reconcile(ctx); res.TornDown {
+		t.Fatal("tore down although the API was not continuously reporting the DaemonSet gone")
+	}
+	clk.add(testGrace.Remove)
+	if res, _ := r.Reconcile(ctx); !res.TornDown {
+		t.Fatal("no teardown after a full grace period without the DaemonSet")
+	}
+}
+
+func TestSelfCheckpointIsActiveAndSanitized(t *testing.T) {
+	cri := startCRI(t)
+	d := testDisk(t)
+	clk := newClock(testNow)
+	self, token := checkpointerPod()
+	api := newAPI(daemonSet(), statusConfigMap(), token, self)
+	r := newReconciler(t, cri, api, d, clk, nil)
+	cri.set()
+	if _, err := r.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	pod, err := readPod(filepath.Join(d.ManifestDir, manifestName(testNS, testSelf)))
+	if err != nil {
+		t.Fatalf("own checkpoint not active: %v", err)
+	}
+	if checkpoint.CheckpointOf(pod) != testSelf || pod.Spec.ServiceAccountName != "" {
+		t.Fatalf("own checkpoint not sanitized: %+v", pod.ObjectMeta)
+	}
+	b, err := os.ReadFile(filepath.Join(d.SecretDir, testNS, testSelf, "token", "token"))
+	if err != nil || string(b) != "long-lived" {
+		t.Fatalf("token copy = %q, %v", b, err)
+	}
+}
+
+func TestStaticCopyYieldsToDaemonSetPod(t *testing.T) {
+	cri := startCRI(t)
+	d := testDisk(t)
+	clk := newClock(testNow)
+	api := newAPI(daemonSet(), statusConfigMap())
+	r := newReconciler(t, cri, api, d, clk, nil)
+	r.PodName = testSelf + "-" + testNode // the static copy's name
+	checkpointSandbox := localPod{name: r.PodName, ready: true,
+		annotations: map[string]string{checkpoint.CheckpointOfAnnotation: testSelf, checkpoint.ConfigSourceAnnotation: "file"},
+		containers:  map[string]localCtr{"checkpointer": {running: true, age: time.Hour}}}
+	newDaemonSetPod := localPod{name: "pod-checkpointer-fghij", ready: true,
+		containers: map[string]localCtr{"checkpointer": {running: true, age: 0}}}
+	ctx := context.Background()
+
+	cri.set(checkpointSandbox)
+	if res, _ := r.Reconcile(ctx); res.Yield {
+		t.Fatal("yielded to itself")
+	}
+	cri.set(checkpointSandbox, newDaemonSetPod)
+	if res, _ := r.Reconcile(ctx); !res.Yield {
+		t.Fatal("did not yield to a running DaemonSet pod")
+	}
+	r.PodName = testSelf // the DaemonSet copy never yields
+	if res, _ := r.Reconcile(ctx); res.Yield {
+		t.Fatal("the DaemonSet copy yielded")
+	}
+}
+
+func TestReconcileWithoutRuntimeDoesNothing(t *testing.T) {
+	cri := startCRI(t)
+	d := testDisk(t)
+	clk := newClock(testNow)
+	parent := parentPod(parentName, true)
+	cp, _, _ := checkpoint.Sanitize(parent, d.SecretDir)
+	d.WriteInactive(cp)
+	api := newAPI(daemonSet(), statusConfigMap(), extraSecret(), parent)
+	r := newReconciler(t, cri, api, d, clk, nil)
+	cri.grpc.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	clk.add(time.Hour)
+	if _, err := r.Reconcile(ctx); err == nil {
+		t.Fatal("reconcile succeeded without a container runtime")
+	}
+	if exists(filepath.Join(d.ManifestDir, manifestName(testNS, parentName))) {
+		t.Fatal("a checkpoint was activated without knowing what runs")
+	}
+}
+
+func TestHealthzAndMetrics(t *testing.T) {
+	n := newTestNode(t, nil)
+	cri, clk, r, parent := n.cri, n.clk, n.r, n.parent
+	srv := httptest.NewServer(Handler(r, 30*time.Second))
+	defer srv.Close()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/healthz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("healthz before any reconcile = %d, want 503", code)
+	}
+	cri.set(localPod{name: parentName, uid: string(parent.UID), ready: true,
+		containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour}}})
+	r.Reconcile(context.Background())
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Fatalf("healthz after a reconcile = %d, want 200", code)
+	}
+	_, body := get("/metrics")
+	for _, want := range []string{
+		`pod_checkpointer_checkpoints{state="inactive"} 1`,
+		`pod_checkpointer_transitions_total{from="none",to="inactive"} 1`,
+		`pod_checkpointer_errors_total{kind="cri"} 0`,
+		`pod_checkpointer_api_up 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	clk.add(time.Minute)
+	if code, _ := get("/healthz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("healthz with a stale reconcile = %d, want 503", code)
+	}
+}
+
+func TestVolumeCopiesAreRefreshed(t *testing.T) {
+	cri := startCRI(t)
+	d := testDisk(t)
+	clk := newClock(testNow)
+	parent := parentPod(parentName, true)
+	api := newAPI(daemonSet(), statusConfigMap(), extraSecret(), parent)
+	r := newReconciler(t, cri, api, d, clk, nil)
+	cri.set(localPod{name: parentName, uid: string(parent.UID), ready: true,
+		containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour}}})
+	ctx := context.Background()
+	r.Reconcile(ctx)
+	s := extraSecret()
+	s.Data = map[string][]byte{"key.pem": []byte("rotated")}
+	if _, err := api.cs.CoreV1().Secrets(testNS).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(d.SecretDir, testNS, parentName, "extra", "key.pem")
+	clk.add(5 * time.Second)
+	r.Reconcile(ctx)
+	if b, _ := os.ReadFile(path); string(b) != "secret-key" {
+		t.Fatalf("copy changed before the refresh period: %q", b)
+	}
+	clk.add(time.Minute)
+	r.Reconcile(ctx)
+	if b, _ := os.ReadFile(path); string(b) != "rotated" {
+		t.Fatalf("copy = %q after the refresh period, want the rotated secret", b)
+	}
+}
+
+func TestMissingSecretKeepsNoCheckpoint(t *testing.T) {
+	cri := startCRI(t)
+	d := testDisk(t)
+	clk := newClock(testNow)
+	parent := parentPod(parentName, true)
+	api := newAPI(daemonSet(), statusConfigMap(), parent) // the secret is missing
+	r := newReconciler(t, cri, api, d, clk, nil)
+	cri.set(localPod{name: parentName, uid: string(parent.UID), ready: true,
+		containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour}}})
+	if _, err := r.Reconcile(context.Background()); err == nil || !strings.Contains(err.Error(), "apiserver-extra") {
+		t.Fatalf("err = %v, want one naming the missing secret", err)
+	}
+	if exists(filepath.Join(d.InactiveDir, manifestName(testNS, parentName))) {
+		t.Fatal("a checkpoint was written without its volume copy")
+	}
+	if got := r.states[Key(testNS, parentName)].Phase; got != checkpoint.PhaseNone {
+		t.Fatalf("state = %s, want none", got)
+	}
+}
+
+func TestRepeatedErrorIsLoggedOnce(t *testing.T) {
+	cri := startCRI(t)
+	d := testDisk(t)
+	clk := newClock(testNow)
+	parent := parentPod(parentName, true)
+	parent.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "P", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{Key: "k"}}}}
+	api := newAPI(daemonSet(), statusConfigMap(), extraSecret(), parent)
+	var logs bytes.Buffer
+	r := newReconciler(t, cri, api, d, clk, slog.New(slog.NewJSONHandler(&logs, nil)))
+	cri.set(localPod{name: parentName, uid: string(parent.UID), ready: true,
+		containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour}}})
+	for range 5 {
+		clk.add(5 * time.Second)
+		r.Reconcile(context.Background())
+	}
+	if n := strings.Count(logs.String(), "checkpoint not up to date"); n != 1 {
+		t.Fatalf("the same error was logged %d times, want once", n)
+	}
+	if !strings.Contains(logs.String(), "reads variable P from a secret") {
+		t.Fatalf("the log does not say why: %s", logs.String())
+	}
+}
+
+// TestBadRolloutKeepsTheLastGoodSpec: the DaemonSet replaces the parent with
+// a pod that crash-loops. Its checkpoint takes over and stays, however long
+// the rollout is stuck; the bad spec is never checkpointed; once a good
+// successor is Ready the old checkpoint hands over and goes.
+func TestBadRolloutKeepsTheLastGoodSpec(t *testing.T) {
+	n := newTestNode(t, nil)
+	cri, d, r, old := n.cri, n.disk, n.r, n.parent
+	ctx := context.Background()
+	pods := n.api.cs.CoreV1().Pods(testNS)
+	step := func(d time.Duration) { t.Helper(); n.step(t, d) }
+	phase := func(name string) checkpoint.Phase { return r.states[Key(testNS, name)].Phase }
+	oldFile := filepath.Join(d.ManifestDir, manifestName(testNS, parentName))
+	running := func(p *corev1.Pod, ok bool) localPod {
+		age := time.Hour
+		if !ok {
+			age = time.Second
+		}
+		return localPod{name: p.Name, uid: string(p.UID), ready: true,
+			containers: map[string]localCtr{"kube-apiserver": {running: ok, age: age}}}
+	}
+
+	cri.set(running(old, true))
+	step(0)
+	if phase(parentName) != checkpoint.PhaseInactive {
+		t.Fatalf("the good parent got %s, want inactive", phase(parentName))
+	}
+	cp, _, _ := checkpoint.Sanitize(old, d.SecretDir)
+	if checkpoint.Owner(cp) != "DaemonSet/kube-apiserver" {
+		t.Fatalf("the checkpoint's owner is %q, want DaemonSet/kube-apiserver", checkpoint.Owner(cp))
+	}
+
+	// The rollout deletes the parent and creates a successor with a bad flag.
+	bad := parentPod("kube-apiserver-bad01", false)
+	bad.Spec.Containers[0].Command = append(bad.Spec.Containers[0].Command, "--no-such-flag")
+	if err := pods.Delete(ctx, parentName, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pods.Create(ctx, bad, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cri.set(running(bad, false))
+	step(5 * time.Second) // the activation grace starts
+	step(5 * time.Second)
+	if phase(parentName) != checkpoint.PhaseInactive {
+		t.Fatalf("activated before the grace: %s", phase(parentName))
+	}
+	step(5 * time.Second)
+	if phase(parentName) != checkpoint.PhaseActive || !exists(oldFile) {
+		t.Fatalf("under a crash-looping successor the checkpoint is %s (manifest %t), want active", phase(parentName), exists(oldFile))
+	}
+	for range 24 { // two minutes, twice the removal grace
+		step(5 * time.Second)
+	}
+	if phase(parentName) != checkpoint.PhaseActive || !exists(oldFile) {
+		t.Fatalf("the last good spec left while the rollout was stuck: %s (manifest %t)", phase(parentName), exists(oldFile))
+	}
+	if p := phase(bad.Name); p != checkpoint.PhaseNone && p != "" {
+		t.Fatalf("the crash-looping successor got a %s checkpoint", p)
+	}
+	for _, dir := range []string{d.ManifestDir, d.InactiveDir} {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if b, _ := os.ReadFile(filepath.Join(dir, e.Name())); strings.Contains(string(b), "--no-such-flag") {
+				t.Fatalf("%s holds the bad flag", e.Name())
+			}
+		}
+	}
+
+	// Rolled back: a good successor replaces the bad one and becomes Ready.
+	good := parentPod("kube-apiserver-good2", true)
+	if err := pods.Delete(ctx, bad.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pods.Create(ctx, good, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cri.set(running(good, true))
+	step(5 * time.Second)
+	if phase(good.Name) != checkpoint.PhaseInactive || phase(parentName) != checkpoint.PhaseActive {
+		t.Fatalf("after the rollback: successor %s, old %s; want inactive and still active", phase(good.Name), phase(parentName))
+	}
+	for range 6 {
+		step(5 * time.Second)
+	}
+	if exists(oldFile) || exists(filepath.Join(d.InactiveDir, manifestName(testNS, parentName))) {
+		t.Fatal("the old checkpoint stayed after the successor was Ready for the hand-over grace")
+	}
+	if phase(good.Name) != checkpoint.PhaseInactive {
+		t.Fatalf("the good successor's checkpoint is %s, want inactive", phase(good.Name))
+	}
+}

@@ -1,0 +1,95 @@
+// Package pivot turns a running kubeadm-shaped control plane into a
+// self-hosted one, in place, through the API. Each step is a small Action
+// that can tell whether it is already done, so a rerun after success does
+// nothing and a rerun after an interruption resumes where it stopped.
+package pivot
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/progress"
+)
+
+// Action is one step of the pivot.
+type Action interface {
+	// Name is what the progress output shows.
+	Name() string
+	// Done reports whether the cluster already has this step's outcome.
+	Done(ctx context.Context, c *Context) (bool, error)
+	// Execute performs the step and waits until its outcome holds.
+	Execute(ctx context.Context, c *Context) error
+}
+
+// Context carries what every action needs.
+type Context struct {
+	Client  kubernetes.Interface
+	Dynamic dynamic.Interface
+	Status  *progress.Status
+	Options Options
+	Cluster *Cluster
+
+	step *progress.Step
+}
+
+// Waiting reports what the running action waits on.
+func (c *Context) Waiting(format string, args ...any) { c.step.Waiting(format, args...) }
+
+// Options are the user's choices.
+type Options struct {
+	CheckpointerImage string
+	ToolsImage        string // runs the short-lived node agents; needs sh, cp, mv
+	StepTimeout       time.Duration
+	AppsNamespace     string
+	// Certs is where the API server's credentials come from: CertsSecret or CertsHostPath.
+	Certs string
+	// MetricsKubeletInsecureTLS lets metrics-server accept the kubelets'
+	// self-signed serving certificates, as kind's are.
+	MetricsKubeletInsecureTLS bool
+}
+
+// Run executes the actions in order, skipping those already done. Each
+// action gets its own timeout.
+func Run(ctx context.Context, c *Context, actions []Action) error {
+	for _, a := range actions {
+		step := c.Status.Start(a.Name())
+		done, err := a.Done(ctx, c)
+		if err != nil {
+			step.End(err)
+			return fmt.Errorf("%s: %w", a.Name(), err)
+		}
+		if done {
+			step.Skip("already done")
+			continue
+		}
+		c.step = step
+		actx, cancel := context.WithTimeout(ctx, c.Options.StepTimeout)
+		err = a.Execute(actx, c)
+		cancel()
+		step.End(err)
+		if err != nil {
+			return fmt.Errorf("%s: %w", a.Name(), err)
+		}
+	}
+	return nil
+}
+
+// Plan reports, without changing anything, which actions would run.
+func Plan(ctx context.Context, c *Context, actions []Action) error {
+	for _, a := range actions {
+		done, err := a.Done(ctx, c)
+		if err != nil {
+			return fmt.Errorf("%s: %w", a.Name(), err)
+		}
+		state := "would run"
+		if done {
+			state = "already done"
+		}
+		c.Status.Plan(a.Name(), state)
+	}
+	return nil
+}

@@ -1,0 +1,308 @@
+// Package render writes every asset of a self-hosted control plane offline,
+// in bootkube's layout: auth/, tls/, bootstrap-manifests/ and manifests/.
+// All assets are made in memory first, so a failure writes nothing.
+package render
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/base64"
+	"fmt"
+	"io/fs"
+	"net"
+	"path"
+	"sort"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/images"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pki"
+	"github.com/kubectl-selfhost/kubectl-selfhost/manifests"
+)
+
+// Namespace is where the control plane runs.
+const Namespace = "kube-system"
+
+// Asset is one file to write, relative to the asset directory.
+type Asset struct {
+	Name string
+	Data []byte
+	Mode fs.FileMode
+}
+
+// Assets renders every asset for c.
+func Assets(c *Config) ([]Asset, error) {
+	now := time.Now()
+	var a assetList
+	certs, err := a.addPKI(c, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.addKubeconfigs(c, certs); err != nil {
+		return nil, err
+	}
+	if err := a.addManifests(c, values(c, a)); err != nil {
+		return nil, err
+	}
+	sort.Slice(a, func(i, j int) bool { return a[i].Name < a[j].Name })
+	return a, nil
+}
+
+type assetList []Asset
+
+func (a *assetList) add(name string, data []byte, mode fs.FileMode) {
+	*a = append(*a, Asset{Name: name, Data: data, Mode: mode})
+}
+
+func (a assetList) get(name string) []byte {
+	for _, x := range a {
+		if x.Name == name {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+// addPair writes a key pair as <certName> and <keyName>.
+func (a *assetList) addPair(kp *pki.KeyPair, certName, keyName string) error {
+	key, err := pki.EncodeKey(kp.Key)
+	if err != nil {
+		return err
+	}
+	a.add(certName, pki.EncodeCert(kp.Cert), PublicMode)
+	a.add(keyName, key, PrivateMode)
+	return nil
+}
+
+// clientCerts are the client certificates the kubeconfigs embed.
+type clientCerts struct {
+	ca, admin, kubelet *pki.KeyPair
+}
+
+func (a *assetList) addPKI(c *Config, now time.Time) (*clientCerts, error) {
+	alg := c.KeyAlgorithm
+	ca, err := orNewCA(c.CA, alg, "kubernetes", now)
+	if err != nil {
+		return nil, err
+	}
+	etcdCA, err := orNewCA(c.EtcdCA, alg, "etcd-ca", now)
+	if err != nil {
+		return nil, err
+	}
+	frontProxyCA, err := pki.NewCA(alg, "front-proxy-ca", now)
+	if err != nil {
+		return nil, err
+	}
+	server := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	client := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	leaves := []struct {
+		issuer          *pki.KeyPair
+		cfg             pki.CertConfig
+		certName, keyNm string
+	}{
+		{issuer: ca, cfg: pki.CertConfig{CommonName: "kube-apiserver", DNSNames: c.apiServerDNSNames(), IPs: c.apiServerIPs(), Usages: server},
+			certName: APIServerCert, keyNm: APIServerKey},
+		{issuer: ca, cfg: pki.CertConfig{CommonName: "kube-apiserver-kubelet-client", Usages: client},
+			certName: APIServerKubeletClientCert, keyNm: APIServerKubeletClientKey},
+		{issuer: frontProxyCA, cfg: pki.CertConfig{CommonName: "front-proxy-client", Usages: client},
+			certName: FrontProxyClientCert, keyNm: FrontProxyClientKey},
+		{issuer: etcdCA, cfg: pki.CertConfig{CommonName: "kube-apiserver-etcd-client", Usages: client},
+			certName: EtcdClientCert, keyNm: EtcdClientKey},
+	}
+	out := &clientCerts{ca: ca}
+	for _, l := range leaves {
+		kp, err := l.issuer.Issue(alg, l.cfg, now)
+		if err != nil {
+			return nil, err
+		}
+		if err := a.addPair(kp, l.certName, l.keyNm); err != nil {
+			return nil, err
+		}
+	}
+	// The kubelet identity may only bootstrap; the admin is a revocable group.
+	if out.kubelet, err = ca.Issue(alg, pki.CertConfig{CommonName: "kubelet-bootstrap", Organization: []string{"system:bootstrappers"}, Usages: client}, now); err != nil {
+		return nil, err
+	}
+	if out.admin, err = ca.Issue(alg, pki.CertConfig{CommonName: "kubernetes-admin", Organization: []string{"kubeadm:cluster-admins"}, Usages: client}, now); err != nil {
+		return nil, err
+	}
+	for _, p := range []struct {
+		kp        *pki.KeyPair
+		cert, key string
+	}{
+		{ca, CACert, CAKey}, {etcdCA, EtcdCACert, EtcdCAKey}, {frontProxyCA, FrontProxyCACert, FrontProxyCAKey},
+		{out.kubelet, KubeletCert, KubeletKey}, {out.admin, AdminCert, AdminKey},
+	} {
+		if err := a.addPair(p.kp, p.cert, p.key); err != nil {
+			return nil, err
+		}
+	}
+	saKey, err := pki.NewKey(alg)
+	if err != nil {
+		return nil, err
+	}
+	saPriv, err := pki.EncodeKey(saKey)
+	if err != nil {
+		return nil, err
+	}
+	saPub, err := pki.EncodePublicKey(saKey.Public())
+	if err != nil {
+		return nil, err
+	}
+	a.add(ServiceAccountKey, saPriv, PrivateMode)
+	a.add(ServiceAccountPub, saPub, PublicMode)
+	return out, nil
+}
+
+func orNewCA(given *pki.KeyPair, alg pki.KeyAlgorithm, name string, now time.Time) (*pki.KeyPair, error) {
+	if given != nil {
+		return given, nil
+	}
+	return pki.NewCA(alg, name, now)
+}
+
+// apiServerDNSNames are the in-cluster names, the --api-servers hosts and the alt names.
+func (c *Config) apiServerDNSNames() []string {
+	names := []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + c.ClusterDomain}
+	for _, u := range c.APIServers {
+		if net.ParseIP(u.Hostname()) == nil {
+			names = append(names, u.Hostname())
+		}
+	}
+	return dedupe(append(names, c.AltDNSNames...))
+}
+
+func (c *Config) apiServerIPs() []net.IP {
+	ips := []net.IP{net.IP(c.APIServiceIP().AsSlice())}
+	for _, u := range c.APIServers {
+		if ip := net.ParseIP(u.Hostname()); ip != nil {
+			ips = append(ips, ip)
+		}
+	}
+	ips = append(ips, c.AltIPs...)
+	seen := map[string]bool{}
+	var out []net.IP
+	for _, ip := range ips {
+		if !seen[ip.String()] {
+			seen[ip.String()] = true
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
+func dedupe(s []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, v := range s {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Values is what the manifest templates see.
+type Values struct {
+	Namespace            string
+	KubernetesVersion    string
+	Images               images.Set
+	PodCIDR              string
+	ServiceCIDR          string
+	ClusterDomain        string
+	DNSServiceIP         string
+	EtcdServers          string
+	APIServerURL         string
+	APIServerHost        string
+	APIServerPort        string
+	AppsNamespace        string
+	ControlPlaneReplicas int
+	KubeletInsecureTLS   bool
+	// Secret data, file name to base64.
+	APIServerSecret         map[string]string
+	ControllerManagerSecret map[string]string
+}
+
+func values(c *Config, a assetList) Values {
+	secret := func(names ...string) map[string]string {
+		m := map[string]string{}
+		for _, n := range names {
+			m[path.Base(n)] = base64.StdEncoding.EncodeToString(a.get(n))
+		}
+		return m
+	}
+	var etcd []string
+	for _, u := range c.EtcdServers {
+		etcd = append(etcd, u.String())
+	}
+	api := c.APIServers[0]
+	return Values{
+		Namespace:         Namespace,
+		KubernetesVersion: c.KubernetesVersion,
+		Images:            c.Images,
+		PodCIDR:           c.PodCIDR.String(),
+		ServiceCIDR:       c.ServiceCIDR.String(),
+		ClusterDomain:     c.ClusterDomain,
+		DNSServiceIP:      c.DNSServiceIP().String(),
+		EtcdServers:       strings.Join(etcd, ","),
+		APIServerURL:      api.String(),
+		APIServerHost:     api.Hostname(),
+		APIServerPort:     api.Port(),
+		AppsNamespace:     c.AppsNamespace,
+		// bootkube ran two; required anti-affinity keeps them on separate nodes.
+		ControlPlaneReplicas: 2,
+		APIServerSecret: secret(CACert, APIServerCert, APIServerKey,
+			APIServerKubeletClientCert, APIServerKubeletClientKey,
+			FrontProxyCACert, FrontProxyClientCert, FrontProxyClientKey,
+			EtcdCACert, EtcdClientCert, EtcdClientKey,
+			ServiceAccountKey, ServiceAccountPub),
+		ControllerManagerSecret: secret(CACert, CAKey, ServiceAccountKey),
+	}
+}
+
+// ManifestPath maps a template to the asset it renders: bootstrap-*.yaml go to
+// bootstrap-manifests/, the rest to manifests/.
+func ManifestPath(template string) string {
+	if strings.HasPrefix(template, "bootstrap-") {
+		return path.Join(BootstrapManifestDir, template)
+	}
+	return path.Join(ManifestDir, template)
+}
+
+func (a *assetList) addManifests(c *Config, v Values) error {
+	names, err := fs.Glob(manifests.FS, "*.yaml")
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if name == "namespace.yaml" && c.AppsNamespace == "" {
+			continue
+		}
+		data, err := RenderTemplate(name, v)
+		if err != nil {
+			return err
+		}
+		a.add(ManifestPath(name), data, PublicMode)
+	}
+	return nil
+}
+
+// RenderTemplate fills in one embedded template. A missing value is an error,
+// never an empty string in a manifest.
+func RenderTemplate(name string, v Values) ([]byte, error) {
+	src, err := manifests.FS.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	t, err := template.New(name).Option("missingkey=error").Parse(string(src))
+	if err != nil {
+		return nil, fmt.Errorf("template %s: %w", name, err)
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, v); err != nil {
+		return nil, fmt.Errorf("template %s: %w", name, err)
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,193 @@
+// Package verify proves, through the API alone, that a control plane is
+// self-hosted and ready to recover: each check reads the cluster and says
+// pass or fail, with the reason.
+package verify
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
+)
+
+// Shorthands for the facts every check uses.
+const (
+	Namespace         = kube.Namespace
+	ControlPlaneLabel = kube.ControlPlaneLabel
+)
+
+// Result is one line of the report.
+type Result struct {
+	Check  string `json:"check"`
+	Passed bool   `json:"passed"`
+	Detail string `json:"detail"`
+}
+
+// Report is the outcome of every check.
+type Report struct {
+	// SelfHosted is false when the control plane still runs as static pods.
+	SelfHosted bool     `json:"selfHosted"`
+	Summary    string   `json:"summary"`
+	Passed     bool     `json:"passed"`
+	Results    []Result `json:"results"`
+}
+
+// DNSProber resolves a name from inside the cluster.
+type DNSProber interface {
+	Resolve(ctx context.Context, name string) (string, error)
+}
+
+// Verifier runs the checks.
+type Verifier struct {
+	Client        kubernetes.Interface
+	DNS           DNSProber
+	ClusterDomain string
+}
+
+// cluster is what the checks read, fetched once.
+type cluster struct {
+	nodes        []corev1.Node
+	controlPlane []string // node names
+	pods         []corev1.Pod
+	// kubeletStarted is when each node's kubelet last started, from its
+	// "Starting" event; absent when the event has expired or cannot be read.
+	kubeletStarted map[string]time.Time
+}
+
+// Run runs every check. An error means the cluster could not be read at all.
+func (v *Verifier) Run(ctx context.Context) (*Report, error) {
+	c, err := v.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r := &Report{Results: append(v.readChecks(ctx, c), v.checkDNS(ctx))}
+
+	static := staticComponents(c)
+	r.SelfHosted = len(static) == 0 && r.Results[1].Passed
+	r.Passed = true
+	for _, res := range r.Results {
+		r.Passed = r.Passed && res.Passed
+	}
+	switch {
+	case len(static) > 0 && !hasWorkload(r, "kube-apiserver"):
+		r.Summary = fmt.Sprintf("This control plane is not self-hosted: %s still run as static pods. Run `kubectl selfhost bootstrap` to pivot it.", strings.Join(static, ", "))
+	case r.Passed:
+		r.Summary = fmt.Sprintf("The control plane is self-hosted and every check passed (%d checks).", len(r.Results))
+	default:
+		r.Summary = fmt.Sprintf("%d of %d checks failed.", failed(r), len(r.Results))
+	}
+	return r, nil
+}
+
+// readChecks are the checks that only read the API.
+func (v *Verifier) readChecks(ctx context.Context, c *cluster) []Result {
+	out := []Result{checkNodes(c), v.checkAPIServer(ctx, c)}
+	for _, name := range []string{"kube-controller-manager", "kube-scheduler"} {
+		out = append(out, v.checkDeployment(ctx, c, name), v.checkPDB(ctx, name))
+	}
+	out = append(out, v.checkCheckpointer(ctx, c)...)
+	return append(out, v.checkFlannel(ctx, c))
+}
+
+// Failing says which checks fail and why, or "" when none does. It leaves
+// out DNS, whose probe pod is too slow to repeat while a cluster settles.
+func (v *Verifier) Failing(ctx context.Context) (string, error) {
+	c, err := v.read(ctx)
+	if err != nil {
+		return "", err
+	}
+	return failing(v.readChecks(ctx, c)), nil
+}
+
+// Failing says which checks failed and why, or "" when none did.
+func (r *Report) Failing() string { return failing(r.Results) }
+
+func failing(results []Result) string {
+	var out []string
+	for _, res := range results {
+		if !res.Passed {
+			out = append(out, res.Check+": "+res.Detail)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+func (v *Verifier) read(ctx context.Context) (*cluster, error) {
+	nodes, err := v.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("cannot list nodes: %w", err)
+	}
+	pods, err := v.Client.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("cannot list pods in %s: %w", Namespace, err)
+	}
+	c := &cluster{nodes: nodes.Items, pods: pods.Items, kubeletStarted: kubeletStarts(ctx, v.Client)}
+	for _, n := range nodes.Items {
+		if _, ok := n.Labels[ControlPlaneLabel]; ok {
+			c.controlPlane = append(c.controlPlane, n.Name)
+		}
+	}
+	sort.Strings(c.controlPlane)
+	return c, nil
+}
+
+// kubeletStarts reads when each kubelet last started. Right after a node
+// restart the API still holds that node's old pod and checkpointer state;
+// this is how the checks tell. Events are best effort: without them the
+// checks fall back to what the API holds.
+func kubeletStarts(ctx context.Context, client kubernetes.Interface) map[string]time.Time {
+	const selector = "involvedObject.kind=Node,reason=Starting,source=kubelet"
+	events, err := client.CoreV1().Events(metav1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: selector})
+	if err != nil {
+		return nil
+	}
+	out := map[string]time.Time{}
+	for i := range events.Items {
+		e := &events.Items[i]
+		if e.InvolvedObject.Kind != "Node" || e.Reason != "Starting" || e.Source.Component != "kubelet" {
+			continue // a fake or an old server may ignore the selector
+		}
+		at := e.LastTimestamp.Time
+		if e.EventTime.After(at) {
+			at = e.EventTime.Time
+		}
+		if at.After(out[e.InvolvedObject.Name]) {
+			out[e.InvolvedObject.Name] = at
+		}
+	}
+	return out
+}
+
+func failed(r *Report) int {
+	n := 0
+	for _, res := range r.Results {
+		if !res.Passed {
+			n++
+		}
+	}
+	return n
+}
+
+func hasWorkload(r *Report, component string) bool {
+	for _, res := range r.Results {
+		if res.Check == component && !strings.HasPrefix(res.Detail, "no ") {
+			return true
+		}
+	}
+	return false
+}
+
+func pass(check, format string, args ...any) Result {
+	return Result{Check: check, Passed: true, Detail: fmt.Sprintf(format, args...)}
+}
+
+func fail(check, format string, args ...any) Result {
+	return Result{Check: check, Detail: fmt.Sprintf(format, args...)}
+}
