@@ -300,7 +300,7 @@ func (*installAddons) Name() string { return "Installing add-ons" }
 
 func (*installAddons) names(c *Context) []string {
 	names := []string{"kube-proxy.yaml", "coredns.yaml", "metrics-server.yaml"}
-	if c.Options.AppsNamespace != "" {
+	if c.Cluster.AppsNamespace != "" {
 		names = append(names, "namespace.yaml")
 	}
 	return names
@@ -369,23 +369,7 @@ func wantFlannel(ctx context.Context, c *Context) (bool, error) {
 	return false, nil
 }
 
-func values(c *Context) render.Values {
-	cl := c.Cluster
-	return render.Values{
-		Namespace:            Namespace,
-		Images:               imagesFor(c),
-		PodCIDR:              cl.PodCIDR,
-		ServiceCIDR:          cl.ServiceCIDR,
-		ClusterDomain:        "cluster.local",
-		DNSServiceIP:         cl.DNSServiceIP,
-		APIServerURL:         cl.Endpoint.String(),
-		APIServerHost:        cl.Endpoint.Hostname(),
-		APIServerPort:        cl.Endpoint.Port(),
-		AppsNamespace:        c.Options.AppsNamespace,
-		ControlPlaneReplicas: len(cl.ControlPlane),
-		KubeletInsecureTLS:   c.Options.MetricsKubeletInsecureTLS,
-	}
-}
+func values(c *Context) render.Values { return render.ValuesFor(c.Cluster.Config) }
 
 // apiServerCheckpoints says which node lacks an inactive API server checkpoint.
 func apiServerCheckpoints(ctx context.Context, c *Context) string {

@@ -113,7 +113,7 @@ func (*storeAPIServerCredentials) Done(ctx context.Context, c *Context) (bool, e
 	if err != nil {
 		return false, err
 	}
-	names, ips, err := controlPlaneAddresses(ctx, c)
+	names, ips, err := servingNames(ctx, c)
 	if err != nil {
 		return false, err
 	}
@@ -148,7 +148,7 @@ func (a *storeAPIServerCredentials) Execute(ctx context.Context, c *Context) err
 	if err != nil {
 		return fmt.Errorf("the cluster CA in %s on %s: %w", kubeadmPKI, node, err)
 	}
-	names, ips, err := controlPlaneAddresses(ctx, c)
+	names, ips, err := servingNames(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -241,13 +241,15 @@ func servingCertCovers(s *corev1.Secret, names []string, ips []net.IP, now time.
 	return ""
 }
 
-// controlPlaneAddresses lists the control-plane nodes' names and internal addresses.
-func controlPlaneAddresses(ctx context.Context, c *Context) ([]string, []net.IP, error) {
+// servingNames lists what the shared serving certificate must name: the
+// API server's in-cluster names for the cluster's own DNS domain, and every
+// control-plane node's name and internal address.
+func servingNames(ctx context.Context, c *Context) ([]string, []net.IP, error) {
 	nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: ControlPlaneLabel})
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot list the control-plane nodes: %w", err)
 	}
-	var names []string
+	names := c.Cluster.APIServerNames()
 	var ips []net.IP
 	for _, n := range nodes.Items {
 		names = append(names, n.Name)

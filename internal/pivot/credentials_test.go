@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/cluster"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pki"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
@@ -174,7 +175,8 @@ func TestStoredCredentialsAreDoneUntilTheControlPlaneChanges(t *testing.T) {
 		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{ControlPlaneLabel: ""}},
 			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name}}}}
 	}
-	serving, err := ca.Issue(pki.ECDSAP256, pki.CertConfig{CommonName: "kube-apiserver", DNSNames: []string{"cp1", "cp2"},
+	local := cluster.Config{ClusterDomain: cluster.DefaultDomain}
+	serving, err := ca.Issue(pki.ECDSAP256, pki.CertConfig{CommonName: "kube-apiserver", DNSNames: append(local.APIServerNames(), "cp1", "cp2"),
 		IPs: []net.IP{net.ParseIP("172.18.0.3"), net.ParseIP("172.18.0.4")}, Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}, now)
 	if err != nil {
 		t.Fatal(err)
@@ -182,17 +184,20 @@ func TestStoredCredentialsAreDoneUntilTheControlPlaneChanges(t *testing.T) {
 	secret := kubeadmSecret(serving)
 	secret.ObjectMeta = metav1.ObjectMeta{Name: APIServerSecret, Namespace: Namespace}
 	action := &storeAPIServerCredentials{}
+	both := []runtime.Object{secret, node("cp1", "172.18.0.3"), node("cp2", "172.18.0.4")}
 	for _, tc := range []struct {
-		name string
-		objs []runtime.Object
-		want bool
+		name   string
+		objs   []runtime.Object
+		domain string
+		want   bool
 	}{
-		{"no Secret", []runtime.Object{node("cp1", "172.18.0.3")}, false},
-		{"covers every node", []runtime.Object{secret, node("cp1", "172.18.0.3"), node("cp2", "172.18.0.4")}, true},
-		{"a node joined", []runtime.Object{secret, node("cp1", "172.18.0.3"), node("cp2", "172.18.0.4"), node("cp3", "172.18.0.5")}, false},
+		{"no Secret", []runtime.Object{node("cp1", "172.18.0.3")}, cluster.DefaultDomain, false},
+		{"covers every node", both, cluster.DefaultDomain, true},
+		{"a node joined", append(both, node("cp3", "172.18.0.5")), cluster.DefaultDomain, false},
+		{"the cluster's DNS domain is another", both, "corp.internal", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &Context{Client: fake.NewClientset(tc.objs...)}
+			c := &Context{Client: fake.NewClientset(tc.objs...), Cluster: &Cluster{Config: cluster.Config{ClusterDomain: tc.domain}}}
 			done, err := action.Done(context.Background(), c)
 			if err != nil || done != tc.want {
 				t.Errorf("Done = %v, %v; want %v", done, err, tc.want)

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/images"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/progress"
 )
 
@@ -34,6 +35,16 @@ type Context struct {
 	Cluster *Cluster
 
 	step *progress.Step
+}
+
+// NewContext completes the discovered configuration with the user's
+// choices, once, so that every action reads the same one.
+func NewContext(client kubernetes.Interface, dyn dynamic.Interface, status *progress.Status, o Options, cl *Cluster) *Context {
+	cl.Images = images.Upstream(cl.KubernetesVersion, o.CheckpointerImage)
+	cl.AppsNamespace = o.AppsNamespace
+	cl.KubeletInsecureTLS = o.MetricsKubeletInsecureTLS
+	cl.ControlPlaneReplicas = len(cl.ControlPlane)
+	return &Context{Client: client, Dynamic: dyn, Status: status, Options: o, Cluster: cl}
 }
 
 // Waiting reports what the running action waits on.

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/version"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/cluster"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/images"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pki"
 )
@@ -37,7 +38,7 @@ func DefaultInput() Input {
 		APIServers:        []string{"https://127.0.0.1:6443"},
 		PodCIDR:           "10.244.0.0/16",
 		ServiceCIDR:       "10.96.0.0/12",
-		ClusterDomain:     "cluster.local",
+		ClusterDomain:     cluster.DefaultDomain,
 		EtcdServers:       []string{"https://127.0.0.1:2379"},
 		KubernetesVersion: images.KubernetesVersion,
 		CheckpointerImage: images.DefaultCheckpointer,
@@ -60,6 +61,27 @@ type Config struct {
 	CA                *pki.KeyPair // nil: create one
 	EtcdCA            *pki.KeyPair // nil: create one
 	AppsNamespace     string
+}
+
+// Cluster is the cluster configuration that render's flags describe.
+func (c *Config) Cluster() cluster.Config {
+	var etcd []string
+	for _, u := range c.EtcdServers {
+		etcd = append(etcd, u.String())
+	}
+	return cluster.Config{
+		KubernetesVersion: c.KubernetesVersion,
+		Endpoint:          c.APIServers[0],
+		EtcdServers:       etcd,
+		PodCIDR:           c.PodCIDR.String(),
+		ServiceCIDR:       c.ServiceCIDR.String(),
+		ClusterDomain:     c.ClusterDomain,
+		DNSServiceIP:      c.DNSServiceIP().String(),
+		Images:            c.Images,
+		AppsNamespace:     c.AppsNamespace,
+		// bootkube ran two; required anti-affinity keeps them on separate nodes.
+		ControlPlaneReplicas: 2,
+	}
 }
 
 // Parse validates every input and returns the first problem as one sentence.

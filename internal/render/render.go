@@ -16,13 +16,12 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/cluster"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/images"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pki"
 	"github.com/kubectl-selfhost/kubectl-selfhost/manifests"
 )
-
-// Namespace is where the control plane runs.
-const Namespace = "kube-system"
 
 // Asset is one file to write, relative to the asset directory.
 type Asset struct {
@@ -164,7 +163,7 @@ func orNewCA(given *pki.KeyPair, alg pki.KeyAlgorithm, name string, now time.Tim
 
 // apiServerDNSNames are the in-cluster names, the --api-servers hosts and the alt names.
 func (c *Config) apiServerDNSNames() []string {
-	names := []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + c.ClusterDomain}
+	names := c.Cluster().APIServerNames()
 	for _, u := range c.APIServers {
 		if net.ParseIP(u.Hostname()) == nil {
 			names = append(names, u.Hostname())
@@ -225,6 +224,28 @@ type Values struct {
 	ControllerManagerSecret map[string]string
 }
 
+// ValuesFor is the one place a cluster's configuration becomes template values.
+func ValuesFor(c cluster.Config) Values {
+	v := Values{
+		Namespace:            kube.Namespace,
+		KubernetesVersion:    c.KubernetesVersion,
+		Images:               c.Images,
+		PodCIDR:              c.PodCIDR,
+		ServiceCIDR:          c.ServiceCIDR,
+		ClusterDomain:        c.ClusterDomain,
+		DNSServiceIP:         c.DNSServiceIP,
+		EtcdServers:          strings.Join(c.EtcdServers, ","),
+		AppsNamespace:        c.AppsNamespace,
+		ControlPlaneReplicas: c.ControlPlaneReplicas,
+		KubeletInsecureTLS:   c.KubeletInsecureTLS,
+	}
+	if c.Endpoint != nil {
+		v.APIServerURL, v.APIServerHost, v.APIServerPort = c.Endpoint.String(), c.Endpoint.Hostname(), c.Endpoint.Port()
+	}
+	return v
+}
+
+// values adds the Secrets' data, from the rendered assets, to c's values.
 func values(c *Config, a assetList) Values {
 	secret := func(names ...string) map[string]string {
 		m := map[string]string{}
@@ -233,33 +254,14 @@ func values(c *Config, a assetList) Values {
 		}
 		return m
 	}
-	var etcd []string
-	for _, u := range c.EtcdServers {
-		etcd = append(etcd, u.String())
-	}
-	api := c.APIServers[0]
-	return Values{
-		Namespace:         Namespace,
-		KubernetesVersion: c.KubernetesVersion,
-		Images:            c.Images,
-		PodCIDR:           c.PodCIDR.String(),
-		ServiceCIDR:       c.ServiceCIDR.String(),
-		ClusterDomain:     c.ClusterDomain,
-		DNSServiceIP:      c.DNSServiceIP().String(),
-		EtcdServers:       strings.Join(etcd, ","),
-		APIServerURL:      api.String(),
-		APIServerHost:     api.Hostname(),
-		APIServerPort:     api.Port(),
-		AppsNamespace:     c.AppsNamespace,
-		// bootkube ran two; required anti-affinity keeps them on separate nodes.
-		ControlPlaneReplicas: 2,
-		APIServerSecret: secret(CACert, APIServerCert, APIServerKey,
-			APIServerKubeletClientCert, APIServerKubeletClientKey,
-			FrontProxyCACert, FrontProxyClientCert, FrontProxyClientKey,
-			EtcdCACert, EtcdClientCert, EtcdClientKey,
-			ServiceAccountKey, ServiceAccountPub),
-		ControllerManagerSecret: secret(CACert, CAKey, ServiceAccountKey),
-	}
+	v := ValuesFor(c.Cluster())
+	v.APIServerSecret = secret(CACert, APIServerCert, APIServerKey,
+		APIServerKubeletClientCert, APIServerKubeletClientKey,
+		FrontProxyCACert, FrontProxyClientCert, FrontProxyClientKey,
+		EtcdCACert, EtcdClientCert, EtcdClientKey,
+		ServiceAccountKey, ServiceAccountPub)
+	v.ControllerManagerSecret = secret(CACert, CAKey, ServiceAccountKey)
+	return v
 }
 
 // ManifestPath maps a template to the asset it renders: bootstrap-*.yaml go to

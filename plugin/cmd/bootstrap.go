@@ -107,7 +107,7 @@ func (o *BootstrapOptions) Run(ctx context.Context) error {
 		return fmt.Errorf("preflight: %w; nothing was changed", err)
 	}
 	check.End(nil)
-	pc := &pivot.Context{Client: o.client, Dynamic: o.dynamic, Status: status, Options: o.Pivot, Cluster: cluster}
+	pc := pivot.NewContext(o.client, o.dynamic, status, o.Pivot, cluster)
 	actions := pivot.Actions(cluster, o.Pivot)
 	if o.DryRun {
 		fmt.Fprintf(o.Out, "Plan for %d control-plane nodes (%s), nothing will be changed:\n", len(cluster.ControlPlane), cluster.Endpoint.Host)
