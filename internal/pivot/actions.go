@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 
@@ -282,7 +283,7 @@ func (*installCNI) Done(ctx context.Context, c *Context) (bool, error) {
 	if err != nil || !want {
 		return !want, err
 	}
-	return addonsApplied(ctx, c, "kube-flannel.yaml")
+	return addonsHeld(ctx, c, "kube-flannel.yaml")
 }
 
 func (*installCNI) Execute(ctx context.Context, c *Context) error {
@@ -307,7 +308,7 @@ func (*installAddons) names(c *Context) []string {
 }
 
 func (a *installAddons) Done(ctx context.Context, c *Context) (bool, error) {
-	return addonsApplied(ctx, c, a.names(c)...)
+	return addonsHeld(ctx, c, a.names(c)...)
 }
 
 func (a *installAddons) Execute(ctx context.Context, c *Context) error {
@@ -317,30 +318,38 @@ func (a *installAddons) Execute(ctx context.Context, c *Context) error {
 	return waitDaemonSet(ctx, c, Namespace, "kube-proxy", nodeCount(ctx, c))
 }
 
-func applyAddons(ctx context.Context, c *Context, templates ...string) error {
+// addonObjects renders add-on templates into the objects they hold.
+func addonObjects(c *Context, templates ...string) ([]*unstructured.Unstructured, error) {
+	var objs []*unstructured.Unstructured
 	for _, t := range templates {
 		data, err := render.RenderTemplate(t, values(c))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := applyManifest(ctx, c.Dynamic, data); err != nil {
-			return err
+		o, err := decodeManifest(data)
+		if err != nil {
+			return nil, fmt.Errorf("template %s: %w", t, err)
 		}
+		objs = append(objs, o...)
 	}
-	return nil
+	return objs, nil
 }
 
-func addonsApplied(ctx context.Context, c *Context, templates ...string) (bool, error) {
-	for _, t := range templates {
-		data, err := render.RenderTemplate(t, values(c))
-		if err != nil {
-			return false, err
-		}
-		if ok, err := appliedByUs(ctx, c.Dynamic, data); !ok || err != nil {
-			return false, err
-		}
+func applyAddons(ctx context.Context, c *Context, templates ...string) error {
+	objs, err := addonObjects(c, templates...)
+	if err != nil {
+		return err
 	}
-	return true, nil
+	return apply(ctx, c.Dynamic, objs...)
+}
+
+// addonsHeld reports whether the cluster already holds the add-ons as these templates render them.
+func addonsHeld(ctx context.Context, c *Context, templates ...string) (bool, error) {
+	objs, err := addonObjects(c, templates...)
+	if err != nil {
+		return false, err
+	}
+	return holds(ctx, c.Dynamic, objs...)
 }
 
 func nodeCount(ctx context.Context, c *Context) int {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -83,44 +85,40 @@ func apply(ctx context.Context, d dynamic.Interface, objs ...*unstructured.Unstr
 	return nil
 }
 
-// appliedByUs reports whether every object exists with fields we applied.
-func appliedByUs(ctx context.Context, d dynamic.Interface, data []byte) (bool, error) {
-	objs, err := decodeManifest(data)
-	if err != nil {
-		return false, err
-	}
+// holds reports whether the cluster already holds every object as applying
+// it would leave it: a server-side dry-run apply of each changes nothing but
+// who manages which field. A newer plugin's changed manifest is not held.
+func holds(ctx context.Context, d dynamic.Interface, objs ...*unstructured.Unstructured) (bool, error) {
 	for _, obj := range objs {
-		live, err := resourceFor(d, obj).Get(ctx, obj.GetName(), metav1.GetOptions{})
-		if err != nil {
+		r := resourceFor(d, obj)
+		live, err := r.Get(ctx, obj.GetName(), metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
 			return false, nil
 		}
-		// Applying nothing but a name owns no field, so leaves no trace.
-		if !setsFields(obj) {
-			continue
+		if err != nil {
+			return false, fmt.Errorf("cannot read %s %s: %w", obj.GetKind(), obj.GetName(), err)
 		}
-		ours := false
-		for _, mf := range live.GetManagedFields() {
-			ours = ours || (mf.Manager == FieldManager && mf.Operation == metav1.ManagedFieldsOperationApply)
+		applied, err := r.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true, DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			return false, fmt.Errorf("cannot dry-run apply %s %s: %w", obj.GetKind(), obj.GetName(), err)
 		}
-		if !ours {
+		if !sameContent(live, applied) {
 			return false, nil
 		}
 	}
 	return true, nil
 }
 
-// setsFields reports whether a manifest object sets anything beyond its identity.
-func setsFields(obj *unstructured.Unstructured) bool {
-	for k := range obj.Object {
-		if k != "apiVersion" && k != "kind" && k != "metadata" {
-			return true
-		}
+// sameContent compares two versions of an object, leaving out what an apply
+// that changes nothing may still touch, and the status, which controllers
+// may write between the two reads.
+func sameContent(a, b *unstructured.Unstructured) bool {
+	content := func(u *unstructured.Unstructured) map[string]any {
+		c := u.DeepCopy()
+		unstructured.RemoveNestedField(c.Object, "metadata", "managedFields")
+		unstructured.RemoveNestedField(c.Object, "metadata", "resourceVersion")
+		unstructured.RemoveNestedField(c.Object, "status")
+		return c.Object
 	}
-	meta, _ := obj.Object["metadata"].(map[string]any)
-	for k := range meta {
-		if k != "name" && k != "namespace" {
-			return true
-		}
-	}
-	return false
+	return equality.Semantic.DeepEqual(content(a), content(b))
 }
