@@ -8,7 +8,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -45,10 +44,10 @@ type installCheckpointer struct{}
 func (*installCheckpointer) Name() string { return "Installing pod-checkpointer" }
 
 func (*installCheckpointer) Done(ctx context.Context, c *Context) (bool, error) {
-	ds, err := c.Client.AppsV1().DaemonSets(Namespace).Get(ctx, "pod-checkpointer", metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return false, nil
+	if held, err := templatesHeld(ctx, c, "pod-checkpointer.yaml"); !held || err != nil {
+		return false, err
 	}
+	ds, err := c.Client.AppsV1().DaemonSets(Namespace).Get(ctx, "pod-checkpointer", metav1.GetOptions{})
 	if err != nil {
 		return false, err
 	}
@@ -56,11 +55,7 @@ func (*installCheckpointer) Done(ctx context.Context, c *Context) (bool, error) 
 }
 
 func (a *installCheckpointer) Execute(ctx context.Context, c *Context) error {
-	data, err := render.RenderTemplate("pod-checkpointer.yaml", values(c))
-	if err != nil {
-		return err
-	}
-	if err := applyManifest(ctx, c.Dynamic, data); err != nil {
+	if err := applyTemplates(ctx, c, "pod-checkpointer.yaml"); err != nil {
 		return err
 	}
 	return waitDaemonSet(ctx, c, Namespace, "pod-checkpointer", len(c.Cluster.ControlPlane))
@@ -237,11 +232,7 @@ func (a *createWorkload) applyDeployment(ctx context.Context, c *Context, meta m
 	if err != nil {
 		return err
 	}
-	pdb, err := render.RenderTemplate(a.component+"-disruption.yaml", values(c))
-	if err != nil {
-		return err
-	}
-	return applyManifest(ctx, c.Dynamic, pdb)
+	return applyTemplates(ctx, c, a.component+"-disruption.yaml")
 }
 
 // removeStatic moves one node's static manifest into the backup directory,
@@ -283,11 +274,11 @@ func (*installCNI) Done(ctx context.Context, c *Context) (bool, error) {
 	if err != nil || !want {
 		return !want, err
 	}
-	return addonsHeld(ctx, c, "kube-flannel.yaml")
+	return templatesHeld(ctx, c, "kube-flannel.yaml")
 }
 
 func (*installCNI) Execute(ctx context.Context, c *Context) error {
-	if err := applyAddons(ctx, c, "kube-flannel.yaml"); err != nil {
+	if err := applyTemplates(ctx, c, "kube-flannel.yaml"); err != nil {
 		return err
 	}
 	return waitDaemonSet(ctx, c, "kube-flannel", "kube-flannel-ds", nodeCount(ctx, c))
@@ -308,18 +299,18 @@ func (*installAddons) names(c *Context) []string {
 }
 
 func (a *installAddons) Done(ctx context.Context, c *Context) (bool, error) {
-	return addonsHeld(ctx, c, a.names(c)...)
+	return templatesHeld(ctx, c, a.names(c)...)
 }
 
 func (a *installAddons) Execute(ctx context.Context, c *Context) error {
-	if err := applyAddons(ctx, c, a.names(c)...); err != nil {
+	if err := applyTemplates(ctx, c, a.names(c)...); err != nil {
 		return err
 	}
 	return waitDaemonSet(ctx, c, Namespace, "kube-proxy", nodeCount(ctx, c))
 }
 
-// addonObjects renders add-on templates into the objects they hold.
-func addonObjects(c *Context, templates ...string) ([]*unstructured.Unstructured, error) {
+// templateObjects renders embedded templates into the objects they hold.
+func templateObjects(c *Context, templates ...string) ([]*unstructured.Unstructured, error) {
 	var objs []*unstructured.Unstructured
 	for _, t := range templates {
 		data, err := render.RenderTemplate(t, values(c))
@@ -335,17 +326,17 @@ func addonObjects(c *Context, templates ...string) ([]*unstructured.Unstructured
 	return objs, nil
 }
 
-func applyAddons(ctx context.Context, c *Context, templates ...string) error {
-	objs, err := addonObjects(c, templates...)
+func applyTemplates(ctx context.Context, c *Context, templates ...string) error {
+	objs, err := templateObjects(c, templates...)
 	if err != nil {
 		return err
 	}
 	return apply(ctx, c.Dynamic, objs...)
 }
 
-// addonsHeld reports whether the cluster already holds the add-ons as these templates render them.
-func addonsHeld(ctx context.Context, c *Context, templates ...string) (bool, error) {
-	objs, err := addonObjects(c, templates...)
+// templatesHeld reports whether the cluster already holds what these templates render.
+func templatesHeld(ctx context.Context, c *Context, templates ...string) (bool, error) {
+	objs, err := templateObjects(c, templates...)
 	if err != nil {
 		return false, err
 	}

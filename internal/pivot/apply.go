@@ -52,15 +52,6 @@ func resourceFor(d dynamic.Interface, obj *unstructured.Unstructured) dynamic.Re
 	return d.Resource(gvr)
 }
 
-// applyManifest server-side applies every object of a YAML manifest.
-func applyManifest(ctx context.Context, d dynamic.Interface, data []byte) error {
-	objs, err := decodeManifest(data)
-	if err != nil {
-		return err
-	}
-	return apply(ctx, d, objs...)
-}
-
 // applyTyped server-side applies a typed object (its TypeMeta must be set).
 func applyTyped(ctx context.Context, d dynamic.Interface, obj runtime.Object) error {
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)

@@ -100,7 +100,7 @@ func TestAddonsAreDoneOnlyWhileTheClusterHoldsTheirContent(t *testing.T) {
 		}
 	}
 	done(false, "on a cluster without the add-ons")
-	if err := applyAddons(ctx, c, step.names(c)...); err != nil {
+	if err := applyTemplates(ctx, c, step.names(c)...); err != nil {
 		t.Fatal(err)
 	}
 	done(true, "right after applying them")
@@ -108,7 +108,7 @@ func TestAddonsAreDoneOnlyWhileTheClusterHoldsTheirContent(t *testing.T) {
 	c.Cluster.KubeletInsecureTLS = true
 	done(false, "after metrics-server's manifest changed")
 	done(false, "asked twice") // the dry run stored nothing
-	if err := applyAddons(ctx, c, step.names(c)...); err != nil {
+	if err := applyTemplates(ctx, c, step.names(c)...); err != nil {
 		t.Fatal(err)
 	}
 	done(true, "after applying the changed manifest")
