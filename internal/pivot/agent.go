@@ -1,8 +1,10 @@
 package pivot
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"strings"
 	"time"
@@ -138,4 +140,53 @@ if [ -f %[3]s/%[1]s ]; then
   if [ -f %[2]s/%[1]s ]; then mv %[3]s/%[1]s %[2]s/%[1]s.port-sharing; else mv %[3]s/%[1]s %[2]s/%[1]s; fi
 fi
 echo "moved %[3]s/%[1]s to %[2]s"`, file, BackupDir, ManifestDir)
+}
+
+// fileMarker starts each file in a node agent's output.
+const fileMarker = "@@selfhost-file "
+
+// readFilesScript prints each file under dir, base64-encoded after a marker
+// line. The agent's log is the only way back from the node through the API;
+// it lives on the node that already holds the files, and goes with the pod.
+func readFilesScript(dir string, files []string) string {
+	// Every file is checked before any is printed, so a failure's output,
+	// which the error shows, holds no key.
+	return fmt.Sprintf(`cd %[1]s
+for f in %[2]s; do [ -r "$f" ] || { echo "%[1]s/$f is missing"; exit 1; }; done
+for f in %[2]s; do echo "%[3]s$f"; base64 "$f"; done`, dir, strings.Join(files, " "), fileMarker)
+}
+
+// parseFiles decodes readFilesScript's output into file -> content.
+func parseFiles(out string) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	var name string
+	var b64 strings.Builder
+	flush := func() error {
+		if name == "" {
+			return nil
+		}
+		data, err := base64.StdEncoding.DecodeString(b64.String())
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		files[name] = data
+		b64.Reset()
+		return nil
+	}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if f, ok := strings.CutPrefix(line, fileMarker); ok {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+			name = f
+			continue
+		}
+		b64.WriteString(line)
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return files, nil
 }

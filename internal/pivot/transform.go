@@ -226,3 +226,13 @@ func withoutEnv(env []corev1.EnvVar, name string) []corev1.EnvVar {
 	}
 	return out
 }
+
+// flagValue returns --name's value in cmd.
+func flagValue(cmd []string, name string) string {
+	for _, arg := range cmd {
+		if v, ok := strings.CutPrefix(arg, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
