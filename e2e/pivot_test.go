@@ -30,9 +30,9 @@ import (
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
 	"sigs.k8s.io/e2e-framework/pkg/features"
 
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pivot"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/verify"
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
 const (
@@ -293,13 +293,6 @@ func mustVerify(ctx context.Context, t *testing.T, cfg *envconf.Config, within t
 type assumeDNS struct{}
 
 func (assumeDNS) Resolve(context.Context, string) (string, error) { return "10.96.0.1", nil }
-
-func docker(ctx context.Context, t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput(); err != nil {
-		t.Fatalf("docker %v: %v\n%s", args, err, out)
-	}
-}
 
 // quickClient gives up on a request after 3 s, so that polls notice an outage.
 func quickClient(t *testing.T, cfg *envconf.Config) kubernetes.Interface {

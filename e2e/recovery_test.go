@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,9 +21,9 @@ import (
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
 	"sigs.k8s.io/e2e-framework/pkg/features"
 
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/verify"
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
 // Targets from the recovery issue.
@@ -455,61 +454,6 @@ func removeCheckpointer(ctx context.Context, t *testing.T, cfg *envconf.Config) 
 	t.Logf("bootstrap reinstalled it; verify passed %s after the deletion", time.Since(start).Round(time.Second))
 	checkCanaries(ctx, t, cfg)
 	return ctx
-}
-
-// controlPlaneContainers lists the control-plane node containers in address order.
-func controlPlaneContainers(ctx context.Context, t *testing.T) []string {
-	t.Helper()
-	out, err := exec.CommandContext(ctx, "docker", "ps", "-a", "--filter", "label=io.x-k8s.kind.cluster="+clusterName,
-		"--filter", "label=io.x-k8s.kind.role=control-plane", "--format", "{{.Names}}").Output()
-	if err != nil {
-		t.Fatalf("listing the control-plane nodes: %v", err)
-	}
-	nodes := strings.Fields(string(out))
-	addrs := map[string]string{}
-	for i, a := range nodeAddresses(ctx, t, nodes) {
-		addrs[nodes[i]] = a
-	}
-	sort.Slice(nodes, func(i, j int) bool { return ipLess(addrs[nodes[i]], addrs[nodes[j]]) })
-	return nodes
-}
-
-func nodeAddresses(ctx context.Context, t *testing.T, nodes []string) []string {
-	t.Helper()
-	var out []string
-	for _, n := range nodes {
-		b, err := exec.CommandContext(ctx, "docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", n).Output()
-		if err != nil {
-			t.Fatalf("docker inspect %s: %v", n, err)
-		}
-		out = append(out, strings.TrimSpace(string(b)))
-	}
-	return out
-}
-
-func ipLess(a, b string) bool {
-	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
-	if len(pa) != 4 || len(pb) != 4 {
-		return a < b
-	}
-	for i := range pa {
-		var x, y int
-		fmt.Sscan(pa[i], &x)
-		fmt.Sscan(pb[i], &y)
-		if x != y {
-			return x < y
-		}
-	}
-	return false
-}
-
-func nodeShell(ctx context.Context, t *testing.T, node, script string) string {
-	t.Helper()
-	out, err := exec.CommandContext(ctx, "docker", "exec", node, "sh", "-c", script).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %s: %v\n%s", node, script, err, out)
-	}
-	return string(out)
 }
 
 // nodeFiles lists the checkpoint files on node whose names contain part.
