@@ -28,7 +28,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
-	"sigs.k8s.io/e2e-framework/pkg/features"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pivot"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/verify"
@@ -45,111 +44,122 @@ const (
 	maxAPIGap = 10 * time.Second
 )
 
-// canaryDigestWant is the digest of the canaries written before the pivot.
-var canaryDigestWant string
+// writeCanaries is TestPivot's setup: it writes the canaries and records their
+// digest for every later check.
+func writeCanaries(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	client := clientset(t, cfg)
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: canaryNS}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range canaryCount {
+		b := make([]byte, 512)
+		rand.Read(b)
+		name := fmt.Sprintf("canary-%03d", i)
+		if _, err := client.CoreV1().ConfigMaps(canaryNS).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, BinaryData: map[string][]byte{"data": b}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.CoreV1().Secrets(canaryNS).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string][]byte{"data": b}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stateOf(ctx).canaryDigest = canaryDigest(ctx, t, client)
+	return ctx
+}
 
-// TestPivot pivots the kind cluster, proves it, and loses a control-plane node.
-// Go runs the files in order: TestRecovery then drills the pivoted cluster,
-// and TestSmoke proves workloads on what is left.
-func TestPivot(t *testing.T) {
-	pivot := features.New("bootstrap pivots the control plane with no API gap").
-		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			canaryDigestWant = writeCanaries(ctx, t, clientset(t, cfg))
-			return ctx
-		}).
-		Assess("a pivot killed after the API server step resumes to completion", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			p, err := startProber(cfg.KubeconfigFile())
-			if err != nil {
-				t.Fatal(err)
-			}
-			start := time.Now()
-			killBootstrapAfter(ctx, t, cfg, "✓ Running kube-apiserver as a DaemonSet")
-			out, err := selfhost(ctx, cfg, "bootstrap", "--metrics-kubelet-insecure-tls")
-			wall := time.Since(start)
-			total, failed, longest, errs := p.result()
-			t.Logf("pivot wall time %s (including the kill and resume); prober: %d requests at %d/s, %d failed, longest gap %s",
-				wall.Round(time.Second), total, probeRate, failed, longest.Round(time.Millisecond))
-			if err != nil {
-				t.Fatalf("resumed bootstrap failed: %v\n%s", err, out)
-			}
-			for _, e := range errs {
-				t.Logf("failed request: %s", e)
-			}
-			// The goal is zero. On 2 loaded cores a 2 s client timeout is
-			// sometimes missed (1 of 6589 in one run, 0 of 7159 in another), so
-			// the test holds the line a user would notice: no outage.
-			if failed*1000 > total || longest > maxAPIGap {
-				t.Errorf("%d of %d API requests failed during the pivot, longest gap %s; want under 0.1%% and %s",
-					failed, total, longest.Round(time.Millisecond), maxAPIGap)
-			}
-			return ctx
-		}).
-		Assess("verify passes", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			mustVerify(ctx, t, cfg, 3*time.Minute)
-			return ctx
-		}).
-		Assess("only etcd is left static", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			pods, err := clientset(t, cfg).CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, p := range pods.Items {
-				// Checkpoints are static too: the checkpointer's own stays active.
-				if checkpoint.IsStaticMirror(&p) && p.Labels["component"] != "etcd" {
-					t.Errorf("static pod %s is still running", p.Name)
-				}
-			}
-			return ctx
-		}).
-		Assess("every API server serves the one certificate in its Secret", servesSecretCert).
-		Assess("a rerun is a no-op", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			start := time.Now()
-			out, err := selfhost(ctx, cfg, "bootstrap", "--metrics-kubelet-insecure-tls")
-			if err != nil {
-				t.Fatalf("rerun failed: %v\n%s", err, out)
-			}
-			for _, line := range strings.Split(out, "\n") {
-				if strings.Contains(line, " ✓ ") && !strings.Contains(line, "already done") && !strings.Contains(line, "preflight") {
-					t.Errorf("the rerun did work: %s", line)
-				}
-			}
-			t.Logf("rerun took %s", time.Since(start).Round(time.Millisecond))
-			return ctx
-		}).
-		Assess("the canaries are byte-identical", checkCanaries).
-		Feature()
+// resumeKilledBootstrap SIGKILLs bootstrap after its API server step, runs it
+// again to completion, and wants no outage on the prober meanwhile.
+func resumeKilledBootstrap(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	p, err := startProber(cfg.KubeconfigFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	killBootstrapAfter(ctx, t, cfg, "✓ Running kube-apiserver as a DaemonSet")
+	out, err := selfhost(ctx, cfg, "bootstrap", "--metrics-kubelet-insecure-tls")
+	wall := time.Since(start)
+	total, failed, longest, errs := p.result()
+	t.Logf("pivot wall time %s (including the kill and resume); prober: %d requests at %d/s, %d failed, longest gap %s",
+		wall.Round(time.Second), total, probeRate, failed, longest.Round(time.Millisecond))
+	if err != nil {
+		t.Fatalf("resumed bootstrap failed: %v\n%s", err, out)
+	}
+	for _, e := range errs {
+		t.Logf("failed request: %s", e)
+	}
+	// The goal is zero. On 2 loaded cores a 2 s client timeout is
+	// sometimes missed (1 of 6589 in one run, 0 of 7159 in another), so
+	// the test holds the line a user would notice: no outage.
+	if failed*1000 > total || longest > maxAPIGap {
+		t.Errorf("%d of %d API requests failed during the pivot, longest gap %s; want under 0.1%% and %s",
+			failed, total, longest.Round(time.Millisecond), maxAPIGap)
+	}
+	return ctx
+}
 
-	ha := features.New("losing a control-plane node").
-		Assess("the API answers and the leases move; the node rejoins", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			client := clientset(t, cfg)
-			holder := leaseHolderNode(ctx, t, client, "kube-controller-manager")
-			p, err := startProber(cfg.KubeconfigFile())
-			if err != nil {
-				t.Fatal(err)
-			}
-			stopping := time.Now()
-			docker(ctx, t, "stop", holder)
-			stopped := time.Now()
-			back := waitAPI(ctx, t, quickClient(t, cfg), stopped, time.Minute)
-			t.Logf("stopped %s (the controller-manager leader) in %s; the API answered %s after the stop",
-				holder, stopped.Sub(stopping).Round(time.Millisecond), back.Round(time.Millisecond))
-			for _, lease := range []string{"kube-controller-manager", "kube-scheduler"} {
-				waitLeaseOff(ctx, t, client, lease, holder, 2*time.Minute)
-			}
-			t.Logf("leases moved off %s %s after the stop", holder, time.Since(stopped).Round(time.Second))
-			total, failed, longest, _ := p.result()
-			t.Logf("prober while %s was down: %d requests, %d failed, longest gap %s", holder, total, failed, longest.Round(time.Millisecond))
-			restarted := time.Now()
-			docker(ctx, t, "start", holder)
-			waitReported(ctx, t, quickClient(t, cfg), []string{holder}, restarted, 5*time.Minute)
-			mustVerify(ctx, t, cfg, 5*time.Minute-time.Since(restarted))
-			t.Logf("%s rejoined and verify passed %s after the stop", holder, time.Since(stopped).Round(time.Second))
-			return ctx
-		}).
-		Assess("the canaries are byte-identical", checkCanaries).
-		Feature()
+func verifyPasses(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	mustVerify(ctx, t, cfg, 3*time.Minute)
+	return ctx
+}
 
-	testenv.Test(t, pivot, ha)
+func onlyEtcdLeftStatic(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	pods, err := clientset(t, cfg).CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		// Checkpoints are static too: the checkpointer's own stays active.
+		if checkpoint.IsStaticMirror(&p) && p.Labels["component"] != "etcd" {
+			t.Errorf("static pod %s is still running", p.Name)
+		}
+	}
+	return ctx
+}
+
+// rerunIsNoOp runs bootstrap on the pivoted cluster and wants every step
+// already done.
+func rerunIsNoOp(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	start := time.Now()
+	out, err := selfhost(ctx, cfg, "bootstrap", "--metrics-kubelet-insecure-tls")
+	if err != nil {
+		t.Fatalf("rerun failed: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, " ✓ ") && !strings.Contains(line, "already done") && !strings.Contains(line, "preflight") {
+			t.Errorf("the rerun did work: %s", line)
+		}
+	}
+	t.Logf("rerun took %s", time.Since(start).Round(time.Millisecond))
+	return ctx
+}
+
+// stopLeaseHolder stops the node whose controller-manager holds the lease,
+// wants the API to answer and both leases to move, then starts the node
+// again and wants it back and verify passing.
+func stopLeaseHolder(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	client := clientset(t, cfg)
+	holder := leaseHolderNode(ctx, t, client, "kube-controller-manager")
+	p, err := startProber(cfg.KubeconfigFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopping := time.Now()
+	docker(ctx, t, "stop", holder)
+	stopped := time.Now()
+	back := waitAPI(ctx, t, quickClient(t, cfg), stopped, time.Minute)
+	t.Logf("stopped %s (the controller-manager leader) in %s; the API answered %s after the stop",
+		holder, stopped.Sub(stopping).Round(time.Millisecond), back.Round(time.Millisecond))
+	for _, lease := range []string{"kube-controller-manager", "kube-scheduler"} {
+		waitLeaseOff(ctx, t, client, lease, holder, 2*time.Minute)
+	}
+	t.Logf("leases moved off %s %s after the stop", holder, time.Since(stopped).Round(time.Second))
+	total, failed, longest, _ := p.result()
+	t.Logf("prober while %s was down: %d requests, %d failed, longest gap %s", holder, total, failed, longest.Round(time.Millisecond))
+	restarted := time.Now()
+	docker(ctx, t, "start", holder)
+	waitReported(ctx, t, quickClient(t, cfg), []string{holder}, restarted, 5*time.Minute)
+	mustVerify(ctx, t, cfg, 5*time.Minute-time.Since(restarted))
+	t.Logf("%s rejoined and verify passed %s after the stop", holder, time.Since(stopped).Round(time.Second))
+	return ctx
 }
 
 // servesSecretCert dials each control-plane node's API server directly and
@@ -370,26 +380,6 @@ func waitLeaseOff(ctx context.Context, t *testing.T, client kubernetes.Interface
 	t.Fatalf("lease %s did not move off %s within %s", name, node, within)
 }
 
-// writeCanaries creates ConfigMaps and Secrets of random bytes and returns their digest.
-func writeCanaries(ctx context.Context, t *testing.T, client kubernetes.Interface) string {
-	t.Helper()
-	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: canaryNS}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for i := range canaryCount {
-		b := make([]byte, 512)
-		rand.Read(b)
-		name := fmt.Sprintf("canary-%03d", i)
-		if _, err := client.CoreV1().ConfigMaps(canaryNS).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, BinaryData: map[string][]byte{"data": b}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := client.CoreV1().Secrets(canaryNS).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string][]byte{"data": b}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return canaryDigest(ctx, t, client)
-}
-
 func canaryDigest(ctx context.Context, t *testing.T, client kubernetes.Interface) string {
 	t.Helper()
 	cms, err := client.CoreV1().ConfigMaps(canaryNS).List(ctx, metav1.ListOptions{})
@@ -421,11 +411,12 @@ func canaryDigest(ctx context.Context, t *testing.T, client kubernetes.Interface
 
 func checkCanaries(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 	t.Helper()
-	if canaryDigestWant == "" {
+	want := stateOf(ctx).canaryDigest
+	if want == "" {
 		t.Fatal("no canary digest recorded")
 	}
-	if got := canaryDigest(ctx, t, clientset(t, cfg)); got != canaryDigestWant {
-		t.Errorf("canaries changed: digest %s, want %s", got, canaryDigestWant)
+	if got := canaryDigest(ctx, t, clientset(t, cfg)); got != want {
+		t.Errorf("canaries changed: digest %s, want %s", got, want)
 	}
 	return ctx
 }

@@ -19,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
-	"sigs.k8s.io/e2e-framework/pkg/features"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/verify"
@@ -34,8 +33,8 @@ const (
 	badFlag = "--selfhost-e2e-no-such-flag=true"
 )
 
-// drillRuns is how many times scenarios 1 and 2 run, for a median
-// (E2E_DRILL_RUNS, default 3).
+// drillRuns is how many times the API server drill and the restart of every
+// control-plane node run, for a median (E2E_DRILL_RUNS, default 3).
 var drillRuns = func() int {
 	if n, err := strconv.Atoi(os.Getenv("E2E_DRILL_RUNS")); err == nil && n > 0 {
 		return n
@@ -43,34 +42,22 @@ var drillRuns = func() int {
 	return 3
 }()
 
-// TestRecovery breaks the self-hosted control plane that TestPivot leaves, in
-// every way the checkpointer is meant to survive, and proves it comes back
-// with no help. Every scenario ends with verify passing and the canaries
-// byte-identical.
-func TestRecovery(t *testing.T) {
-	f := features.New("the self-hosted control plane brings itself back").
-		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			_, err := clientset(t, cfg).AppsV1().DaemonSets(kube.Namespace).Get(ctx, "kube-apiserver", metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				t.Skip("the control plane is not self-hosted: TestPivot did not run or failed")
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if canaryDigestWant == "" { // a reused cluster (E2E_KEEP=1): take its canaries as they are
-				canaryDigestWant = canaryDigest(ctx, t, clientset(t, cfg))
-			}
-			mustVerify(ctx, t, cfg, 5*time.Minute)
-			return ctx
-		}).
-		Assess("1. deleting every API server pod: verify --drill apiserver", drillDeleteAPIServers).
-		Assess("6. a bad API server rollout is survived, never checkpointed, and rolled back", badRollout).
-		Assess("3. a parent moved off a node loses its checkpoint there", unscheduleParent).
-		Assess("5. with every API server stopped, a restarted node starts its checkpoints from disk", apiDownNodeRestart).
-		Assess("2. restarting every control-plane node at once", restartAllControlPlane).
-		Assess("4. removing the checkpointer cleans up every checkpoint; bootstrap reinstalls it", removeCheckpointer).
-		Feature()
-	testenv.Test(t, f)
+// requirePivotedCluster is TestRecovery's setup. It skips the test unless the
+// control plane is self-hosted, takes the canaries of a kept cluster as they
+// are, and wants verify passing before anything is broken.
+func requirePivotedCluster(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	_, err := clientset(t, cfg).AppsV1().DaemonSets(kube.Namespace).Get(ctx, "kube-apiserver", metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		t.Skip("the control plane is not self-hosted: TestPivot did not run or failed")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := stateOf(ctx); s.canaryDigest == "" { // a reused cluster (E2E_KEEP=1): take its canaries as they are
+		s.canaryDigest = canaryDigest(ctx, t, clientset(t, cfg))
+	}
+	mustVerify(ctx, t, cfg, 5*time.Minute)
+	return ctx
 }
 
 // drillResult is the part of `verify --drill -o json` the suite reads.
@@ -90,7 +77,9 @@ type drillResult struct {
 	} `json:"drill"`
 }
 
-func drillDeleteAPIServers(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+// deleteEveryAPIServerPod runs `verify --drill apiserver`, which deletes
+// every API server pod at once, and wants the API back within its target.
+func deleteEveryAPIServerPod(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 	var back, recovered []float64
 	for run := 1; run <= drillRuns; run++ {
 		stdout, stderr, err := selfhostSplit(ctx, cfg, "verify", "--drill", "apiserver", "--yes", "-o", "json",
@@ -115,7 +104,9 @@ func drillDeleteAPIServers(ctx context.Context, t *testing.T, cfg *envconf.Confi
 	return ctx
 }
 
-func badRollout(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+// rollOutBadAPIServer rolls out an API server that cannot start and wants the
+// API to stay up, the bad spec never checkpointed, and the rollback to heal.
+func rollOutBadAPIServer(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 	client := clientset(t, cfg)
 	dss := client.AppsV1().DaemonSets(kube.Namespace)
 	patch := func(ops string) {
@@ -191,7 +182,9 @@ func assertNoCheckpointHas(ctx context.Context, t *testing.T, needle string) {
 	}
 }
 
-func unscheduleParent(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+// moveParentOffNode moves a checkpointed parent off one node and wants its
+// checkpoint removed there and kept inactive on the others.
+func moveParentOffNode(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 	client := clientset(t, cfg)
 	const name = "drill-parent"
 	ds := parentDaemonSet(name)
@@ -304,7 +297,9 @@ func waitCheckpointed(ctx context.Context, t *testing.T, client kubernetes.Inter
 	}
 }
 
-func apiDownNodeRestart(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+// restartNodeWhileAPIDown stops every kubelet, kills every API server, and
+// restarts one node: its checkpoint alone must bring the API back.
+func restartNodeWhileAPIDown(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 	nodes := controlPlaneContainers(ctx, t)
 	victim := nodes[len(nodes)-1]
 	quick := quickClient(t, cfg)
@@ -348,7 +343,9 @@ func apiDownNodeRestart(ctx context.Context, t *testing.T, cfg *envconf.Config) 
 	return ctx
 }
 
-func restartAllControlPlane(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+// restartEveryControlPlaneNode stops and starts every control-plane node at
+// once and wants verify passing within the target.
+func restartEveryControlPlaneNode(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 	quick := quickClient(t, cfg)
 	var back, recovered []float64
 	for run := 1; run <= drillRuns; run++ {
@@ -413,7 +410,9 @@ func logHandOvers(ctx context.Context, t *testing.T, client kubernetes.Interface
 	}
 }
 
-func removeCheckpointer(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+// removeAndReinstallCheckpointer deletes the checkpointer's DaemonSet, wants
+// every checkpoint gone with no outage, and bootstrap to reinstall it.
+func removeAndReinstallCheckpointer(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 	client := clientset(t, cfg)
 	p, err := startProber(cfg.KubeconfigFile())
 	if err != nil {
