@@ -27,6 +27,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/e2e-framework/klient/k8s"
+	"sigs.k8s.io/e2e-framework/klient/k8s/resources"
+	"sigs.k8s.io/e2e-framework/klient/wait"
+	"sigs.k8s.io/e2e-framework/klient/wait/conditions"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pivot"
@@ -149,7 +153,7 @@ func stopLeaseHolder(ctx context.Context, t *testing.T, cfg *envconf.Config) con
 	t.Logf("stopped %s (the controller-manager leader) in %s; the API answered %s after the stop",
 		holder, stopped.Sub(stopping).Round(time.Millisecond), back.Round(time.Millisecond))
 	for _, lease := range []string{"kube-controller-manager", "kube-scheduler"} {
-		waitLeaseOff(ctx, t, client, lease, holder, 2*time.Minute)
+		waitLeaseOff(ctx, t, cfg.Client().Resources(), lease, holder, 2*time.Minute)
 	}
 	t.Logf("leases moved off %s %s after the stop", holder, time.Since(stopped).Round(time.Second))
 	total, failed, longest, _ := p.result()
@@ -266,36 +270,41 @@ func mustVerify(ctx context.Context, t *testing.T, cfg *envconf.Config, within t
 	deadline := start.Add(within)
 	quick := verify.Verifier{Client: quickClient(t, cfg), DNS: assumeDNS{}, ClusterDomain: "cluster.local"}
 	last := "" // the checks that failed last, to tell where a slow recovery spent its time
-	for time.Now().Before(deadline) {
+	quickPassed := func(context.Context) (bool, error) {
 		r, err := quick.Run(ctx)
-		if err == nil && r.Passed {
-			if last != "" {
-				t.Logf("the last checks to pass (%s after the wait began): %s", time.Since(start).Round(time.Second), last)
-			}
-			break
+		if err != nil {
+			return false, nil
 		}
-		if err == nil {
+		if !r.Passed {
 			last = r.Failing()
 		}
-		time.Sleep(2 * time.Second)
+		return r.Passed, nil
 	}
-	for tries := 1; ; tries++ {
-		out, err := selfhost(ctx, cfg, "verify", "-o", "json")
+	if wait.For(quickPassed, polling(ctx, 2*time.Second, time.Until(deadline))...) == nil && last != "" {
+		t.Logf("the last checks to pass (%s after the wait began): %s", time.Since(start).Round(time.Second), last)
+	}
+
+	tries := 0
+	var out string
+	var cmdErr error // of the last try
+	commandPassed := func(context.Context) (bool, error) {
+		tries++
+		out, cmdErr = selfhost(ctx, cfg, "verify", "-o", "json")
 		var r verify.Report
 		jerr := json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &r)
-		if err == nil && jerr == nil && r.Passed {
-			if tries > 1 {
-				t.Logf("the command passed on try %d (%s after the wait began); before that: %s", tries, time.Since(start).Round(time.Second), last)
-			}
-			return
+		if cmdErr == nil && jerr == nil && r.Passed {
+			return true, nil
 		}
 		if jerr == nil {
 			last = r.Failing() // the checks the quick loop skips, such as DNS from a pod
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("verify did not pass within %s: %v\n%s", within, err, out)
-		}
-		time.Sleep(5 * time.Second)
+		return false, nil
+	}
+	if err := wait.For(commandPassed, polling(ctx, 5*time.Second, time.Until(deadline))...); err != nil {
+		t.Fatalf("verify did not pass within %s: %v\n%s", within, cmdErr, out)
+	}
+	if tries > 1 {
+		t.Logf("the command passed on try %d (%s after the wait began); before that: %s", tries, time.Since(start).Round(time.Second), last)
 	}
 }
 
@@ -316,17 +325,30 @@ func quickClient(t *testing.T, cfg *envconf.Config) kubernetes.Interface {
 	return c
 }
 
+// polling is how the suite's waits poll: a first check at once, then one
+// every interval until within has passed. A time already up still gets the
+// first check (wait.For would read a zero timeout as none). The suite's own
+// conditions use the test's context, not the one wait.For passes them, so a
+// check under way when the time is up, such as a verify command, finishes
+// and counts.
+func polling(ctx context.Context, interval, within time.Duration) []wait.Option {
+	if within <= 0 {
+		within = time.Nanosecond
+	}
+	return []wait.Option{wait.WithContext(ctx), wait.WithImmediate(), wait.WithInterval(interval), wait.WithTimeout(within)}
+}
+
 // waitAPI returns how long after since the API first answered.
 func waitAPI(ctx context.Context, t *testing.T, client kubernetes.Interface, since time.Time, within time.Duration) time.Duration {
 	t.Helper()
-	for time.Since(since) < within {
-		if _, err := client.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{}); err == nil {
-			return time.Since(since)
-		}
-		time.Sleep(200 * time.Millisecond)
+	answers := func(context.Context) (bool, error) {
+		_, err := client.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
 	}
-	t.Fatalf("the API did not answer within %s", within)
-	return 0
+	if err := wait.For(answers, polling(ctx, 200*time.Millisecond, within-time.Since(since))...); err != nil {
+		t.Fatalf("the API did not answer within %s", within)
+	}
+	return time.Since(since)
 }
 
 // waitReported waits until the checkpointer of every node has published its
@@ -334,22 +356,19 @@ func waitAPI(ctx context.Context, t *testing.T, client kubernetes.Interface, sin
 // as they were before a restart, and verify could pass on that.
 func waitReported(ctx context.Context, t *testing.T, client kubernetes.Interface, nodes []string, since time.Time, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		var silent []string
+	var silent []string
+	allReported := func(context.Context) (bool, error) {
+		silent = nil
 		for _, n := range nodes {
 			st, err := checkpoint.ReadNodeStatus(ctx, client.CoreV1().ConfigMaps(pivot.Namespace), n)
 			if err != nil || !st.Updated.After(since) {
 				silent = append(silent, n)
 			}
 		}
-		if len(silent) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the checkpointer of %v did not report within %s of the restart", silent, within)
-		}
-		time.Sleep(time.Second)
+		return len(silent) == 0, nil
+	}
+	if err := wait.For(allReported, polling(ctx, time.Second, within)...); err != nil {
+		t.Fatalf("the checkpointer of %v did not report within %s of the restart", silent, within)
 	}
 }
 
@@ -364,20 +383,18 @@ func leaseHolderNode(ctx context.Context, t *testing.T, client kubernetes.Interf
 	return node
 }
 
-func waitLeaseOff(ctx context.Context, t *testing.T, client kubernetes.Interface, name, node string, within time.Duration) {
+// waitLeaseOff waits until a process on another node holds the lease and renews it.
+func waitLeaseOff(ctx context.Context, t *testing.T, r *resources.Resources, name, node string, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	var l *coordinationv1.Lease
-	for time.Now().Before(deadline) {
-		var err error
-		l, err = client.CoordinationV1().Leases("kube-system").Get(ctx, name, metav1.GetOptions{})
-		if err == nil && l.Spec.HolderIdentity != nil && !strings.HasPrefix(*l.Spec.HolderIdentity, node+"_") &&
-			l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) < 10*time.Second {
-			return
-		}
-		time.Sleep(time.Second)
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "kube-system"}}
+	heldElsewhere := func(o k8s.Object) bool {
+		l := o.(*coordinationv1.Lease)
+		return l.Spec.HolderIdentity != nil && !strings.HasPrefix(*l.Spec.HolderIdentity, node+"_") &&
+			l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) < 10*time.Second
 	}
-	t.Fatalf("lease %s did not move off %s within %s", name, node, within)
+	if err := wait.For(conditions.New(r).ResourceMatch(lease, heldElsewhere), polling(ctx, time.Second, within)...); err != nil {
+		t.Fatalf("lease %s did not move off %s within %s", name, node, within)
+	}
 }
 
 func canaryDigest(ctx context.Context, t *testing.T, client kubernetes.Interface) string {

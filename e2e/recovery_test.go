@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/e2e-framework/klient/wait"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
@@ -152,22 +153,26 @@ func rollOutBadAPIServer(ctx context.Context, t *testing.T, cfg *envconf.Config)
 // waitCrashLooping waits for an API server pod that has restarted.
 func waitCrashLooping(ctx context.Context, t *testing.T, client kubernetes.Interface, within time.Duration) corev1.Pod {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
+	var bad corev1.Pod
+	restarted := func(context.Context) (bool, error) {
 		pods, err := client.CoreV1().Pods(kube.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=kube-apiserver"})
-		if err == nil {
-			for _, p := range pods.Items {
-				for _, cs := range p.Status.ContainerStatuses {
-					if cs.RestartCount > 0 && slices.Contains(p.Spec.Containers[0].Command, badFlag) {
-						return p
-					}
+		if err != nil {
+			return false, nil
+		}
+		for _, p := range pods.Items {
+			for _, cs := range p.Status.ContainerStatuses {
+				if cs.RestartCount > 0 && slices.Contains(p.Spec.Containers[0].Command, badFlag) {
+					bad = p
+					return true, nil
 				}
 			}
 		}
-		time.Sleep(2 * time.Second)
+		return false, nil
 	}
-	t.Fatalf("no API server pod with %s crash-looped within %s", badFlag, within)
-	return corev1.Pod{}
+	if err := wait.For(restarted, polling(ctx, 2*time.Second, within)...); err != nil {
+		t.Fatalf("no API server pod with %s crash-looped within %s", badFlag, within)
+	}
+	return bad
 }
 
 // assertNoCheckpointHas greps every checkpoint on every control-plane node.
@@ -209,21 +214,22 @@ func moveParentOffNode(ctx context.Context, t *testing.T, cfg *envconf.Config) c
 	label(`"true"`)
 	defer label("null")
 	start := time.Now()
-	deadline := start.Add(3 * time.Minute)
-	for {
+	var phase checkpoint.Phase
+	var files string
+	removed := func(context.Context) (bool, error) {
 		st, err := checkpoint.ReadNodeStatus(ctx, client.CoreV1().ConfigMaps(kube.Namespace), victim)
-		phase := st.Phase(parents[victim])
+		phase = st.Phase(parents[victim])
 		if phase == checkpoint.PhaseActive {
-			t.Fatalf("the checkpoint of %s on %s became active though the API moved it away", parents[victim], victim)
+			return false, fmt.Errorf("the checkpoint of %s on %s became active though the API moved it away", parents[victim], victim)
 		}
-		files := nodeFiles(ctx, t, victim, parents[victim])
-		if err == nil && (phase == checkpoint.PhaseNone || phase == checkpoint.PhaseRemoved) && files == "" {
-			break
+		files = nodeFiles(ctx, t, victim, parents[victim])
+		return err == nil && (phase == checkpoint.PhaseNone || phase == checkpoint.PhaseRemoved) && files == "", nil
+	}
+	if err := wait.For(removed, polling(ctx, time.Second, 3*time.Minute)...); err != nil {
+		if phase == checkpoint.PhaseActive {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the checkpoint of %s on %s was not removed within 3m (phase %s, files %q)", parents[victim], victim, phase, files)
-		}
-		time.Sleep(time.Second)
+		t.Fatalf("the checkpoint of %s on %s was not removed within 3m (phase %s, files %q)", parents[victim], victim, phase, files)
 	}
 	t.Logf("its checkpoint on %s was removed %s after the move", victim, time.Since(start).Round(time.Second))
 	for _, n := range nodes[1:] {
@@ -271,30 +277,29 @@ func parentDaemonSet(name string) *appsv1.DaemonSet {
 // every node and returns node -> pod.
 func waitCheckpointed(ctx context.Context, t *testing.T, client kubernetes.Interface, ds string, nodes []string, within time.Duration) map[string]string {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		parents := map[string]string{}
+	var parents map[string]string
+	ok := 0
+	everyNode := func(context.Context) (bool, error) {
+		parents = map[string]string{}
 		pods, err := client.CoreV1().Pods(kube.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + ds})
 		if err == nil {
 			for _, p := range pods.Items {
 				parents[p.Spec.NodeName] = p.Name
 			}
 		}
-		ok := 0
+		ok = 0
 		for _, n := range nodes {
 			st, err := checkpoint.ReadNodeStatus(ctx, client.CoreV1().ConfigMaps(kube.Namespace), n)
 			if err == nil && parents[n] != "" && st.Phase(parents[n]) == checkpoint.PhaseInactive {
 				ok++
 			}
 		}
-		if ok == len(nodes) {
-			return parents
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d nodes checkpointed %s within %s", ok, len(nodes), ds, within)
-		}
-		time.Sleep(2 * time.Second)
+		return ok == len(nodes), nil
 	}
+	if err := wait.For(everyNode, polling(ctx, 2*time.Second, within)...); err != nil {
+		t.Fatalf("%d of %d nodes checkpointed %s within %s", ok, len(nodes), ds, within)
+	}
+	return parents
 }
 
 // restartNodeWhileAPIDown stops every kubelet, kills every API server, and
@@ -315,15 +320,12 @@ func restartNodeWhileAPIDown(ctx context.Context, t *testing.T, cfg *envconf.Con
 	for _, n := range nodes {
 		nodeShell(ctx, t, n, `for id in $(ctr -n k8s.io containers ls | awk '$2 ~ /kube-apiserver:/ {print $1}'); do ctr -n k8s.io tasks kill -s SIGKILL "$id" 2>/dev/null || true; done`)
 	}
-	down := time.Now()
-	for {
-		if _, err := quick.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{}); err != nil {
-			break
-		}
-		if time.Since(down) > 30*time.Second {
-			t.Fatal("the API still answers 30 s after every API server was killed")
-		}
-		time.Sleep(500 * time.Millisecond)
+	stopsAnswering := func(context.Context) (bool, error) {
+		_, err := quick.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{})
+		return err != nil, nil
+	}
+	if err := wait.For(stopsAnswering, polling(ctx, 500*time.Millisecond, 30*time.Second)...); err != nil {
+		t.Fatal("the API still answers 30 s after every API server was killed")
 	}
 	t.Logf("every API server is down; restarting %s", victim)
 	start := time.Now()
@@ -423,21 +425,18 @@ func removeAndReinstallCheckpointer(ctx context.Context, t *testing.T, cfg *envc
 		t.Fatal(err)
 	}
 	nodes := controlPlaneContainers(ctx, t)
-	deadline := start.Add(4 * time.Minute)
-	for {
-		left := map[string]string{}
+	var left map[string]string
+	noneLeft := func(context.Context) (bool, error) {
+		left = map[string]string{}
 		for _, n := range nodes {
 			if files := nodeFiles(ctx, t, n, "kube-system-"); files != "" {
 				left[n] = files
 			}
 		}
-		if len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("checkpoints left 4m after the checkpointer was deleted: %v", left)
-		}
-		time.Sleep(2 * time.Second)
+		return len(left) == 0, nil
+	}
+	if err := wait.For(noneLeft, polling(ctx, 2*time.Second, 4*time.Minute-time.Since(start))...); err != nil {
+		t.Fatalf("checkpoints left 4m after the checkpointer was deleted: %v", left)
 	}
 	total, failed, longest, errs := p.result()
 	t.Logf("every checkpoint was removed %s after the DaemonSet was deleted; the API meanwhile: %d requests, %d failed, longest gap %s",

@@ -216,18 +216,14 @@ func expectOutput(ctx context.Context, t *testing.T, r *resources.Resources, p *
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	var err error
-	deadline := time.Now().Add(time.Minute)
-	for {
+	printed := func(context.Context) (bool, error) {
 		stdout.Reset()
 		stderr.Reset()
 		err = r.ExecInPod(ctx, p.Namespace, p.Name, p.Spec.Containers[0].Name, cmd, &stdout, &stderr)
-		if err == nil && strings.Contains(stdout.String(), want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(2 * time.Second)
+		return err == nil && strings.Contains(stdout.String(), want), nil
+	}
+	if wait.For(printed, polling(ctx, 2*time.Second, time.Minute)...) == nil {
+		return
 	}
 	t.Fatalf("in pod %s on %s, %q did not print %q within 1m: err=%v\nstdout: %s\nstderr: %s",
 		p.Name, p.Spec.NodeName, strings.Join(cmd, " "), want, err, stdout.String(), stderr.String())
