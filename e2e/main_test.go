@@ -1,5 +1,6 @@
 // Package e2e boots an HA kind cluster from locally built images and runs the
-// end-to-end features against it. `make e2e` builds the images first.
+// end-to-end features against it, in the order suite_test.go lists them.
+// `make e2e` builds the images first.
 //
 // Environment:
 //
@@ -41,23 +42,40 @@ const (
 	busyboxImage = "docker.io/library/busybox:1.36"
 )
 
-var (
-	testenv env.Environment
-	cluster *kind.Cluster
+var testenv env.Environment
+
+// suiteState is what the steps of one `go test` run share. It travels in the
+// context (stateOf), not in package variables. Each test can run alone with
+// -run, so none may count on another having filled a field in.
+type suiteState struct {
+	cluster *kind.Cluster // created or reused by createCluster
 	// failed is set by a failed setup step or test, so Finish knows to export logs.
 	failed atomic.Bool
-)
+	// canaryDigest is the digest of the canaries written before the pivot,
+	// or of those found on a kept cluster; empty until one of those.
+	canaryDigest string
+}
+
+type suiteStateKey struct{}
+
+// stateOf returns the suiteState TestMain put in the context.
+func stateOf(ctx context.Context) *suiteState {
+	return ctx.Value(suiteStateKey{}).(*suiteState)
+}
 
 func TestMain(m *testing.M) {
 	cfg, err := envconf.NewFromFlags()
 	if err != nil {
 		log.Fatalf("e2e flags: %v", err)
 	}
-	testenv = env.NewWithConfig(cfg)
+	testenv, err = env.NewWithContext(context.WithValue(context.Background(), suiteStateKey{}, &suiteState{}), cfg)
+	if err != nil {
+		log.Fatalf("e2e environment: %v", err)
+	}
 	testenv.Setup(recordFailure(createCluster), recordFailure(loadImages))
 	testenv.AfterEachTest(func(ctx context.Context, _ *envconf.Config, t *testing.T) (context.Context, error) {
 		if t.Failed() {
-			failed.Store(true)
+			stateOf(ctx).failed.Store(true)
 		}
 		return ctx, nil
 	})
@@ -69,7 +87,7 @@ func recordFailure(f types.EnvFunc) types.EnvFunc {
 	return func(ctx context.Context, cfg *envconf.Config) (context.Context, error) {
 		ctx, err := f(ctx, cfg)
 		if err != nil {
-			failed.Store(true)
+			stateOf(ctx).failed.Store(true)
 		}
 		return ctx, err
 	}
@@ -92,7 +110,8 @@ func createCluster(ctx context.Context, cfg *envconf.Config) (context.Context, e
 		return ctx, fmt.Errorf("kind binary %s is missing; run `make e2e` or set E2E_KIND: %w", kindBin, err)
 	}
 	image := getenv("E2E_NODE_IMAGE", "kindest/node:"+images.KubernetesVersion)
-	cluster = kind.NewCluster(clusterName)
+	cluster := kind.NewCluster(clusterName)
+	stateOf(ctx).cluster = cluster
 	cluster.WithPath(kindBin)
 	cluster.WithOpts(kind.WithImage(image))
 
@@ -127,7 +146,7 @@ func loadImages(ctx context.Context, _ *envconf.Config) (context.Context, error)
 	}
 	start := time.Now()
 	// LoadImage pastes its argument into the command line, so several names fit.
-	if err := cluster.LoadImage(ctx, strings.Join(load, " ")); err != nil {
+	if err := stateOf(ctx).cluster.LoadImage(ctx, strings.Join(load, " ")); err != nil {
 		return ctx, err
 	}
 	log.Printf("loaded %s in %s", strings.Join(load, ", "), time.Since(start).Round(time.Second))
@@ -160,7 +179,8 @@ func onEveryNode(ctx context.Context, image string) (bool, error) {
 }
 
 func exportLogsOnFailure(ctx context.Context, _ *envconf.Config) (context.Context, error) {
-	if cluster == nil || !failed.Load() {
+	s := stateOf(ctx)
+	if s.cluster == nil || !s.failed.Load() {
 		return ctx, nil
 	}
 	dest, err := filepath.Abs(filepath.Join(artifactsDir, "kind-logs-"+time.Now().UTC().Format("20060102T150405Z")))
@@ -168,13 +188,14 @@ func exportLogsOnFailure(ctx context.Context, _ *envconf.Config) (context.Contex
 		return ctx, err
 	}
 	log.Printf("a step failed: exporting cluster logs to %s", dest)
-	if err := cluster.ExportLogs(ctx, dest); err != nil {
+	if err := s.cluster.ExportLogs(ctx, dest); err != nil {
 		log.Printf("exporting logs: %v", err)
 	}
 	return ctx, nil
 }
 
 func destroyCluster(ctx context.Context, _ *envconf.Config) (context.Context, error) {
+	cluster := stateOf(ctx).cluster
 	if cluster == nil {
 		return ctx, nil
 	}

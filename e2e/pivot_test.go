@@ -27,12 +27,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/e2e-framework/klient/k8s"
+	"sigs.k8s.io/e2e-framework/klient/k8s/resources"
+	"sigs.k8s.io/e2e-framework/klient/wait"
+	"sigs.k8s.io/e2e-framework/klient/wait/conditions"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
-	"sigs.k8s.io/e2e-framework/pkg/features"
 
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pivot"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/verify"
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
 const (
@@ -45,111 +48,122 @@ const (
 	maxAPIGap = 10 * time.Second
 )
 
-// canaryDigestWant is the digest of the canaries written before the pivot.
-var canaryDigestWant string
+// writeCanaries is TestPivot's setup: it writes the canaries and records their
+// digest for every later check.
+func writeCanaries(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	client := clientset(t, cfg)
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: canaryNS}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range canaryCount {
+		b := make([]byte, 512)
+		rand.Read(b)
+		name := fmt.Sprintf("canary-%03d", i)
+		if _, err := client.CoreV1().ConfigMaps(canaryNS).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, BinaryData: map[string][]byte{"data": b}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.CoreV1().Secrets(canaryNS).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string][]byte{"data": b}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stateOf(ctx).canaryDigest = canaryDigest(ctx, t, client)
+	return ctx
+}
 
-// TestPivot pivots the kind cluster, proves it, and loses a control-plane node.
-// Go runs the files in order: TestRecovery then drills the pivoted cluster,
-// and TestSmoke proves workloads on what is left.
-func TestPivot(t *testing.T) {
-	pivot := features.New("bootstrap pivots the control plane with no API gap").
-		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			canaryDigestWant = writeCanaries(ctx, t, clientset(t, cfg))
-			return ctx
-		}).
-		Assess("a pivot killed after the API server step resumes to completion", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			p, err := startProber(cfg.KubeconfigFile())
-			if err != nil {
-				t.Fatal(err)
-			}
-			start := time.Now()
-			killBootstrapAfter(ctx, t, cfg, "✓ Running kube-apiserver as a DaemonSet")
-			out, err := selfhost(ctx, cfg, "bootstrap", "--metrics-kubelet-insecure-tls")
-			wall := time.Since(start)
-			total, failed, longest, errs := p.result()
-			t.Logf("pivot wall time %s (including the kill and resume); prober: %d requests at %d/s, %d failed, longest gap %s",
-				wall.Round(time.Second), total, probeRate, failed, longest.Round(time.Millisecond))
-			if err != nil {
-				t.Fatalf("resumed bootstrap failed: %v\n%s", err, out)
-			}
-			for _, e := range errs {
-				t.Logf("failed request: %s", e)
-			}
-			// The goal is zero. On 2 loaded cores a 2 s client timeout is
-			// sometimes missed (1 of 6589 in one run, 0 of 7159 in another), so
-			// the test holds the line a user would notice: no outage.
-			if failed*1000 > total || longest > maxAPIGap {
-				t.Errorf("%d of %d API requests failed during the pivot, longest gap %s; want under 0.1%% and %s",
-					failed, total, longest.Round(time.Millisecond), maxAPIGap)
-			}
-			return ctx
-		}).
-		Assess("verify passes", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			mustVerify(ctx, t, cfg, 3*time.Minute)
-			return ctx
-		}).
-		Assess("only etcd is left static", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			pods, err := clientset(t, cfg).CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, p := range pods.Items {
-				// Checkpoints are static too: the checkpointer's own stays active.
-				if checkpoint.IsStaticMirror(&p) && p.Labels["component"] != "etcd" {
-					t.Errorf("static pod %s is still running", p.Name)
-				}
-			}
-			return ctx
-		}).
-		Assess("every API server serves the one certificate in its Secret", servesSecretCert).
-		Assess("a rerun is a no-op", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			start := time.Now()
-			out, err := selfhost(ctx, cfg, "bootstrap", "--metrics-kubelet-insecure-tls")
-			if err != nil {
-				t.Fatalf("rerun failed: %v\n%s", err, out)
-			}
-			for _, line := range strings.Split(out, "\n") {
-				if strings.Contains(line, " ✓ ") && !strings.Contains(line, "already done") && !strings.Contains(line, "preflight") {
-					t.Errorf("the rerun did work: %s", line)
-				}
-			}
-			t.Logf("rerun took %s", time.Since(start).Round(time.Millisecond))
-			return ctx
-		}).
-		Assess("the canaries are byte-identical", checkCanaries).
-		Feature()
+// resumeKilledBootstrap SIGKILLs bootstrap after its API server step, runs it
+// again to completion, and wants no outage on the prober meanwhile.
+func resumeKilledBootstrap(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	p, err := startProber(cfg.KubeconfigFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	killBootstrapAfter(ctx, t, cfg, "✓ Running kube-apiserver as a DaemonSet")
+	out, err := selfhost(ctx, cfg, "bootstrap", "--metrics-kubelet-insecure-tls")
+	wall := time.Since(start)
+	total, failed, longest, errs := p.result()
+	t.Logf("pivot wall time %s (including the kill and resume); prober: %d requests at %d/s, %d failed, longest gap %s",
+		wall.Round(time.Second), total, probeRate, failed, longest.Round(time.Millisecond))
+	if err != nil {
+		t.Fatalf("resumed bootstrap failed: %v\n%s", err, out)
+	}
+	for _, e := range errs {
+		t.Logf("failed request: %s", e)
+	}
+	// The goal is zero. On 2 loaded cores a 2 s client timeout is
+	// sometimes missed (1 of 6589 in one run, 0 of 7159 in another), so
+	// the test holds the line a user would notice: no outage.
+	if failed*1000 > total || longest > maxAPIGap {
+		t.Errorf("%d of %d API requests failed during the pivot, longest gap %s; want under 0.1%% and %s",
+			failed, total, longest.Round(time.Millisecond), maxAPIGap)
+	}
+	return ctx
+}
 
-	ha := features.New("losing a control-plane node").
-		Assess("the API answers and the leases move; the node rejoins", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			client := clientset(t, cfg)
-			holder := leaseHolderNode(ctx, t, client, "kube-controller-manager")
-			p, err := startProber(cfg.KubeconfigFile())
-			if err != nil {
-				t.Fatal(err)
-			}
-			stopping := time.Now()
-			docker(ctx, t, "stop", holder)
-			stopped := time.Now()
-			back := waitAPI(ctx, t, quickClient(t, cfg), stopped, time.Minute)
-			t.Logf("stopped %s (the controller-manager leader) in %s; the API answered %s after the stop",
-				holder, stopped.Sub(stopping).Round(time.Millisecond), back.Round(time.Millisecond))
-			for _, lease := range []string{"kube-controller-manager", "kube-scheduler"} {
-				waitLeaseOff(ctx, t, client, lease, holder, 2*time.Minute)
-			}
-			t.Logf("leases moved off %s %s after the stop", holder, time.Since(stopped).Round(time.Second))
-			total, failed, longest, _ := p.result()
-			t.Logf("prober while %s was down: %d requests, %d failed, longest gap %s", holder, total, failed, longest.Round(time.Millisecond))
-			restarted := time.Now()
-			docker(ctx, t, "start", holder)
-			waitReported(ctx, t, quickClient(t, cfg), []string{holder}, restarted, 5*time.Minute)
-			mustVerify(ctx, t, cfg, 5*time.Minute-time.Since(restarted))
-			t.Logf("%s rejoined and verify passed %s after the stop", holder, time.Since(stopped).Round(time.Second))
-			return ctx
-		}).
-		Assess("the canaries are byte-identical", checkCanaries).
-		Feature()
+func verifyPasses(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	mustVerify(ctx, t, cfg, 3*time.Minute)
+	return ctx
+}
 
-	testenv.Test(t, pivot, ha)
+func onlyEtcdLeftStatic(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	pods, err := clientset(t, cfg).CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		// Checkpoints are static too: the checkpointer's own stays active.
+		if checkpoint.IsStaticMirror(&p) && p.Labels["component"] != "etcd" {
+			t.Errorf("static pod %s is still running", p.Name)
+		}
+	}
+	return ctx
+}
+
+// rerunIsNoOp runs bootstrap on the pivoted cluster and wants every step
+// already done.
+func rerunIsNoOp(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	start := time.Now()
+	out, err := selfhost(ctx, cfg, "bootstrap", "--metrics-kubelet-insecure-tls")
+	if err != nil {
+		t.Fatalf("rerun failed: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, " ✓ ") && !strings.Contains(line, "already done") && !strings.Contains(line, "preflight") {
+			t.Errorf("the rerun did work: %s", line)
+		}
+	}
+	t.Logf("rerun took %s", time.Since(start).Round(time.Millisecond))
+	return ctx
+}
+
+// stopLeaseHolder stops the node whose controller-manager holds the lease,
+// wants the API to answer and both leases to move, then starts the node
+// again and wants it back and verify passing.
+func stopLeaseHolder(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	client := clientset(t, cfg)
+	holder := leaseHolderNode(ctx, t, client, "kube-controller-manager")
+	p, err := startProber(cfg.KubeconfigFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopping := time.Now()
+	docker(ctx, t, "stop", holder)
+	stopped := time.Now()
+	back := waitAPI(ctx, t, quickClient(t, cfg), stopped, time.Minute)
+	t.Logf("stopped %s (the controller-manager leader) in %s; the API answered %s after the stop",
+		holder, stopped.Sub(stopping).Round(time.Millisecond), back.Round(time.Millisecond))
+	for _, lease := range []string{"kube-controller-manager", "kube-scheduler"} {
+		waitLeaseOff(ctx, t, cfg.Client().Resources(), lease, holder, 2*time.Minute)
+	}
+	t.Logf("leases moved off %s %s after the stop", holder, time.Since(stopped).Round(time.Second))
+	total, failed, longest, _ := p.result()
+	t.Logf("prober while %s was down: %d requests, %d failed, longest gap %s", holder, total, failed, longest.Round(time.Millisecond))
+	restarted := time.Now()
+	docker(ctx, t, "start", holder)
+	waitReported(ctx, t, quickClient(t, cfg), []string{holder}, restarted, 5*time.Minute)
+	mustVerify(ctx, t, cfg, 5*time.Minute-time.Since(restarted))
+	t.Logf("%s rejoined and verify passed %s after the stop", holder, time.Since(stopped).Round(time.Second))
+	return ctx
 }
 
 // servesSecretCert dials each control-plane node's API server directly and
@@ -256,36 +270,41 @@ func mustVerify(ctx context.Context, t *testing.T, cfg *envconf.Config, within t
 	deadline := start.Add(within)
 	quick := verify.Verifier{Client: quickClient(t, cfg), DNS: assumeDNS{}, ClusterDomain: "cluster.local"}
 	last := "" // the checks that failed last, to tell where a slow recovery spent its time
-	for time.Now().Before(deadline) {
+	quickPassed := func(context.Context) (bool, error) {
 		r, err := quick.Run(ctx)
-		if err == nil && r.Passed {
-			if last != "" {
-				t.Logf("the last checks to pass (%s after the wait began): %s", time.Since(start).Round(time.Second), last)
-			}
-			break
+		if err != nil {
+			return false, nil
 		}
-		if err == nil {
+		if !r.Passed {
 			last = r.Failing()
 		}
-		time.Sleep(2 * time.Second)
+		return r.Passed, nil
 	}
-	for tries := 1; ; tries++ {
-		out, err := selfhost(ctx, cfg, "verify", "-o", "json")
+	if wait.For(quickPassed, polling(ctx, 2*time.Second, time.Until(deadline))...) == nil && last != "" {
+		t.Logf("the last checks to pass (%s after the wait began): %s", time.Since(start).Round(time.Second), last)
+	}
+
+	tries := 0
+	var out string
+	var cmdErr error // of the last try
+	commandPassed := func(context.Context) (bool, error) {
+		tries++
+		out, cmdErr = selfhost(ctx, cfg, "verify", "-o", "json")
 		var r verify.Report
 		jerr := json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &r)
-		if err == nil && jerr == nil && r.Passed {
-			if tries > 1 {
-				t.Logf("the command passed on try %d (%s after the wait began); before that: %s", tries, time.Since(start).Round(time.Second), last)
-			}
-			return
+		if cmdErr == nil && jerr == nil && r.Passed {
+			return true, nil
 		}
 		if jerr == nil {
 			last = r.Failing() // the checks the quick loop skips, such as DNS from a pod
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("verify did not pass within %s: %v\n%s", within, err, out)
-		}
-		time.Sleep(5 * time.Second)
+		return false, nil
+	}
+	if err := wait.For(commandPassed, polling(ctx, 5*time.Second, time.Until(deadline))...); err != nil {
+		t.Fatalf("verify did not pass within %s: %v\n%s", within, cmdErr, out)
+	}
+	if tries > 1 {
+		t.Logf("the command passed on try %d (%s after the wait began); before that: %s", tries, time.Since(start).Round(time.Second), last)
 	}
 }
 
@@ -293,13 +312,6 @@ func mustVerify(ctx context.Context, t *testing.T, cfg *envconf.Config, within t
 type assumeDNS struct{}
 
 func (assumeDNS) Resolve(context.Context, string) (string, error) { return "10.96.0.1", nil }
-
-func docker(ctx context.Context, t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput(); err != nil {
-		t.Fatalf("docker %v: %v\n%s", args, err, out)
-	}
-}
 
 // quickClient gives up on a request after 3 s, so that polls notice an outage.
 func quickClient(t *testing.T, cfg *envconf.Config) kubernetes.Interface {
@@ -313,17 +325,30 @@ func quickClient(t *testing.T, cfg *envconf.Config) kubernetes.Interface {
 	return c
 }
 
+// polling is how the suite's waits poll: a first check at once, then one
+// every interval until within has passed. A time already up still gets the
+// first check (wait.For would read a zero timeout as none). The suite's own
+// conditions use the test's context, not the one wait.For passes them, so a
+// check under way when the time is up, such as a verify command, finishes
+// and counts.
+func polling(ctx context.Context, interval, within time.Duration) []wait.Option {
+	if within <= 0 {
+		within = time.Nanosecond
+	}
+	return []wait.Option{wait.WithContext(ctx), wait.WithImmediate(), wait.WithInterval(interval), wait.WithTimeout(within)}
+}
+
 // waitAPI returns how long after since the API first answered.
 func waitAPI(ctx context.Context, t *testing.T, client kubernetes.Interface, since time.Time, within time.Duration) time.Duration {
 	t.Helper()
-	for time.Since(since) < within {
-		if _, err := client.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{}); err == nil {
-			return time.Since(since)
-		}
-		time.Sleep(200 * time.Millisecond)
+	answers := func(context.Context) (bool, error) {
+		_, err := client.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
 	}
-	t.Fatalf("the API did not answer within %s", within)
-	return 0
+	if err := wait.For(answers, polling(ctx, 200*time.Millisecond, within-time.Since(since))...); err != nil {
+		t.Fatalf("the API did not answer within %s", within)
+	}
+	return time.Since(since)
 }
 
 // waitReported waits until the checkpointer of every node has published its
@@ -331,22 +356,19 @@ func waitAPI(ctx context.Context, t *testing.T, client kubernetes.Interface, sin
 // as they were before a restart, and verify could pass on that.
 func waitReported(ctx context.Context, t *testing.T, client kubernetes.Interface, nodes []string, since time.Time, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		var silent []string
+	var silent []string
+	allReported := func(context.Context) (bool, error) {
+		silent = nil
 		for _, n := range nodes {
 			st, err := checkpoint.ReadNodeStatus(ctx, client.CoreV1().ConfigMaps(pivot.Namespace), n)
 			if err != nil || !st.Updated.After(since) {
 				silent = append(silent, n)
 			}
 		}
-		if len(silent) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the checkpointer of %v did not report within %s of the restart", silent, within)
-		}
-		time.Sleep(time.Second)
+		return len(silent) == 0, nil
+	}
+	if err := wait.For(allReported, polling(ctx, time.Second, within)...); err != nil {
+		t.Fatalf("the checkpointer of %v did not report within %s of the restart", silent, within)
 	}
 }
 
@@ -361,40 +383,18 @@ func leaseHolderNode(ctx context.Context, t *testing.T, client kubernetes.Interf
 	return node
 }
 
-func waitLeaseOff(ctx context.Context, t *testing.T, client kubernetes.Interface, name, node string, within time.Duration) {
+// waitLeaseOff waits until a process on another node holds the lease and renews it.
+func waitLeaseOff(ctx context.Context, t *testing.T, r *resources.Resources, name, node string, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	var l *coordinationv1.Lease
-	for time.Now().Before(deadline) {
-		var err error
-		l, err = client.CoordinationV1().Leases("kube-system").Get(ctx, name, metav1.GetOptions{})
-		if err == nil && l.Spec.HolderIdentity != nil && !strings.HasPrefix(*l.Spec.HolderIdentity, node+"_") &&
-			l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) < 10*time.Second {
-			return
-		}
-		time.Sleep(time.Second)
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "kube-system"}}
+	heldElsewhere := func(o k8s.Object) bool {
+		l := o.(*coordinationv1.Lease)
+		return l.Spec.HolderIdentity != nil && !strings.HasPrefix(*l.Spec.HolderIdentity, node+"_") &&
+			l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) < 10*time.Second
 	}
-	t.Fatalf("lease %s did not move off %s within %s", name, node, within)
-}
-
-// writeCanaries creates ConfigMaps and Secrets of random bytes and returns their digest.
-func writeCanaries(ctx context.Context, t *testing.T, client kubernetes.Interface) string {
-	t.Helper()
-	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: canaryNS}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	if err := wait.For(conditions.New(r).ResourceMatch(lease, heldElsewhere), polling(ctx, time.Second, within)...); err != nil {
+		t.Fatalf("lease %s did not move off %s within %s", name, node, within)
 	}
-	for i := range canaryCount {
-		b := make([]byte, 512)
-		rand.Read(b)
-		name := fmt.Sprintf("canary-%03d", i)
-		if _, err := client.CoreV1().ConfigMaps(canaryNS).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, BinaryData: map[string][]byte{"data": b}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := client.CoreV1().Secrets(canaryNS).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string][]byte{"data": b}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return canaryDigest(ctx, t, client)
 }
 
 func canaryDigest(ctx context.Context, t *testing.T, client kubernetes.Interface) string {
@@ -428,11 +428,12 @@ func canaryDigest(ctx context.Context, t *testing.T, client kubernetes.Interface
 
 func checkCanaries(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 	t.Helper()
-	if canaryDigestWant == "" {
+	want := stateOf(ctx).canaryDigest
+	if want == "" {
 		t.Fatal("no canary digest recorded")
 	}
-	if got := canaryDigest(ctx, t, clientset(t, cfg)); got != canaryDigestWant {
-		t.Errorf("canaries changed: digest %s, want %s", got, canaryDigestWant)
+	if got := canaryDigest(ctx, t, clientset(t, cfg)); got != want {
+		t.Errorf("canaries changed: digest %s, want %s", got, want)
 	}
 	return ctx
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,12 +18,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/e2e-framework/klient/wait"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
-	"sigs.k8s.io/e2e-framework/pkg/features"
 
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/verify"
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
 // Targets from the recovery issue.
@@ -35,8 +34,8 @@ const (
 	badFlag = "--selfhost-e2e-no-such-flag=true"
 )
 
-// drillRuns is how many times scenarios 1 and 2 run, for a median
-// (E2E_DRILL_RUNS, default 3).
+// drillRuns is how many times the API server drill and the restart of every
+// control-plane node run, for a median (E2E_DRILL_RUNS, default 3).
 var drillRuns = func() int {
 	if n, err := strconv.Atoi(os.Getenv("E2E_DRILL_RUNS")); err == nil && n > 0 {
 		return n
@@ -44,34 +43,22 @@ var drillRuns = func() int {
 	return 3
 }()
 
-// TestRecovery breaks the self-hosted control plane that TestPivot leaves, in
-// every way the checkpointer is meant to survive, and proves it comes back
-// with no help. Every scenario ends with verify passing and the canaries
-// byte-identical.
-func TestRecovery(t *testing.T) {
-	f := features.New("the self-hosted control plane brings itself back").
-		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			_, err := clientset(t, cfg).AppsV1().DaemonSets(kube.Namespace).Get(ctx, "kube-apiserver", metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				t.Skip("the control plane is not self-hosted: TestPivot did not run or failed")
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if canaryDigestWant == "" { // a reused cluster (E2E_KEEP=1): take its canaries as they are
-				canaryDigestWant = canaryDigest(ctx, t, clientset(t, cfg))
-			}
-			mustVerify(ctx, t, cfg, 5*time.Minute)
-			return ctx
-		}).
-		Assess("1. deleting every API server pod: verify --drill apiserver", drillDeleteAPIServers).
-		Assess("6. a bad API server rollout is survived, never checkpointed, and rolled back", badRollout).
-		Assess("3. a parent moved off a node loses its checkpoint there", unscheduleParent).
-		Assess("5. with every API server stopped, a restarted node starts its checkpoints from disk", apiDownNodeRestart).
-		Assess("2. restarting every control-plane node at once", restartAllControlPlane).
-		Assess("4. removing the checkpointer cleans up every checkpoint; bootstrap reinstalls it", removeCheckpointer).
-		Feature()
-	testenv.Test(t, f)
+// requirePivotedCluster is TestRecovery's setup. It skips the test unless the
+// control plane is self-hosted, takes the canaries of a kept cluster as they
+// are, and wants verify passing before anything is broken.
+func requirePivotedCluster(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	_, err := clientset(t, cfg).AppsV1().DaemonSets(kube.Namespace).Get(ctx, "kube-apiserver", metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		t.Skip("the control plane is not self-hosted: TestPivot did not run or failed")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := stateOf(ctx); s.canaryDigest == "" { // a reused cluster (E2E_KEEP=1): take its canaries as they are
+		s.canaryDigest = canaryDigest(ctx, t, clientset(t, cfg))
+	}
+	mustVerify(ctx, t, cfg, 5*time.Minute)
+	return ctx
 }
 
 // drillResult is the part of `verify --drill -o json` the suite reads.
@@ -91,7 +78,9 @@ type drillResult struct {
 	} `json:"drill"`
 }
 
-func drillDeleteAPIServers(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+// deleteEveryAPIServerPod runs `verify --drill apiserver`, which deletes
+// every API server pod at once, and wants the API back within its target.
+func deleteEveryAPIServerPod(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 	var back, recovered []float64
 	for run := 1; run <= drillRuns; run++ {
 		stdout, stderr, err := selfhostSplit(ctx, cfg, "verify", "--drill", "apiserver", "--yes", "-o", "json",
@@ -116,7 +105,9 @@ func drillDeleteAPIServers(ctx context.Context, t *testing.T, cfg *envconf.Confi
 	return ctx
 }
 
-func badRollout(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+// rollOutBadAPIServer rolls out an API server that cannot start and wants the
+// API to stay up, the bad spec never checkpointed, and the rollback to heal.
+func rollOutBadAPIServer(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 	client := clientset(t, cfg)
 	dss := client.AppsV1().DaemonSets(kube.Namespace)
 	patch := func(ops string) {
@@ -162,22 +153,26 @@ func badRollout(ctx context.Context, t *testing.T, cfg *envconf.Config) context.
 // waitCrashLooping waits for an API server pod that has restarted.
 func waitCrashLooping(ctx context.Context, t *testing.T, client kubernetes.Interface, within time.Duration) corev1.Pod {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
+	var bad corev1.Pod
+	restarted := func(context.Context) (bool, error) {
 		pods, err := client.CoreV1().Pods(kube.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=kube-apiserver"})
-		if err == nil {
-			for _, p := range pods.Items {
-				for _, cs := range p.Status.ContainerStatuses {
-					if cs.RestartCount > 0 && slices.Contains(p.Spec.Containers[0].Command, badFlag) {
-						return p
-					}
+		if err != nil {
+			return false, nil
+		}
+		for _, p := range pods.Items {
+			for _, cs := range p.Status.ContainerStatuses {
+				if cs.RestartCount > 0 && slices.Contains(p.Spec.Containers[0].Command, badFlag) {
+					bad = p
+					return true, nil
 				}
 			}
 		}
-		time.Sleep(2 * time.Second)
+		return false, nil
 	}
-	t.Fatalf("no API server pod with %s crash-looped within %s", badFlag, within)
-	return corev1.Pod{}
+	if err := wait.For(restarted, polling(ctx, 2*time.Second, within)...); err != nil {
+		t.Fatalf("no API server pod with %s crash-looped within %s", badFlag, within)
+	}
+	return bad
 }
 
 // assertNoCheckpointHas greps every checkpoint on every control-plane node.
@@ -192,7 +187,9 @@ func assertNoCheckpointHas(ctx context.Context, t *testing.T, needle string) {
 	}
 }
 
-func unscheduleParent(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+// moveParentOffNode moves a checkpointed parent off one node and wants its
+// checkpoint removed there and kept inactive on the others.
+func moveParentOffNode(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 	client := clientset(t, cfg)
 	const name = "drill-parent"
 	ds := parentDaemonSet(name)
@@ -217,21 +214,22 @@ func unscheduleParent(ctx context.Context, t *testing.T, cfg *envconf.Config) co
 	label(`"true"`)
 	defer label("null")
 	start := time.Now()
-	deadline := start.Add(3 * time.Minute)
-	for {
+	var phase checkpoint.Phase
+	var files string
+	removed := func(context.Context) (bool, error) {
 		st, err := checkpoint.ReadNodeStatus(ctx, client.CoreV1().ConfigMaps(kube.Namespace), victim)
-		phase := st.Phase(parents[victim])
+		phase = st.Phase(parents[victim])
 		if phase == checkpoint.PhaseActive {
-			t.Fatalf("the checkpoint of %s on %s became active though the API moved it away", parents[victim], victim)
+			return false, fmt.Errorf("the checkpoint of %s on %s became active though the API moved it away", parents[victim], victim)
 		}
-		files := nodeFiles(ctx, t, victim, parents[victim])
-		if err == nil && (phase == checkpoint.PhaseNone || phase == checkpoint.PhaseRemoved) && files == "" {
-			break
+		files = nodeFiles(ctx, t, victim, parents[victim])
+		return err == nil && (phase == checkpoint.PhaseNone || phase == checkpoint.PhaseRemoved) && files == "", nil
+	}
+	if err := wait.For(removed, polling(ctx, time.Second, 3*time.Minute)...); err != nil {
+		if phase == checkpoint.PhaseActive {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the checkpoint of %s on %s was not removed within 3m (phase %s, files %q)", parents[victim], victim, phase, files)
-		}
-		time.Sleep(time.Second)
+		t.Fatalf("the checkpoint of %s on %s was not removed within 3m (phase %s, files %q)", parents[victim], victim, phase, files)
 	}
 	t.Logf("its checkpoint on %s was removed %s after the move", victim, time.Since(start).Round(time.Second))
 	for _, n := range nodes[1:] {
@@ -279,33 +277,34 @@ func parentDaemonSet(name string) *appsv1.DaemonSet {
 // every node and returns node -> pod.
 func waitCheckpointed(ctx context.Context, t *testing.T, client kubernetes.Interface, ds string, nodes []string, within time.Duration) map[string]string {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		parents := map[string]string{}
+	var parents map[string]string
+	ok := 0
+	everyNode := func(context.Context) (bool, error) {
+		parents = map[string]string{}
 		pods, err := client.CoreV1().Pods(kube.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + ds})
 		if err == nil {
 			for _, p := range pods.Items {
 				parents[p.Spec.NodeName] = p.Name
 			}
 		}
-		ok := 0
+		ok = 0
 		for _, n := range nodes {
 			st, err := checkpoint.ReadNodeStatus(ctx, client.CoreV1().ConfigMaps(kube.Namespace), n)
 			if err == nil && parents[n] != "" && st.Phase(parents[n]) == checkpoint.PhaseInactive {
 				ok++
 			}
 		}
-		if ok == len(nodes) {
-			return parents
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d nodes checkpointed %s within %s", ok, len(nodes), ds, within)
-		}
-		time.Sleep(2 * time.Second)
+		return ok == len(nodes), nil
 	}
+	if err := wait.For(everyNode, polling(ctx, 2*time.Second, within)...); err != nil {
+		t.Fatalf("%d of %d nodes checkpointed %s within %s", ok, len(nodes), ds, within)
+	}
+	return parents
 }
 
-func apiDownNodeRestart(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+// restartNodeWhileAPIDown stops every kubelet, kills every API server, and
+// restarts one node: its checkpoint alone must bring the API back.
+func restartNodeWhileAPIDown(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 	nodes := controlPlaneContainers(ctx, t)
 	victim := nodes[len(nodes)-1]
 	quick := quickClient(t, cfg)
@@ -321,15 +320,12 @@ func apiDownNodeRestart(ctx context.Context, t *testing.T, cfg *envconf.Config) 
 	for _, n := range nodes {
 		nodeShell(ctx, t, n, `for id in $(ctr -n k8s.io containers ls | awk '$2 ~ /kube-apiserver:/ {print $1}'); do ctr -n k8s.io tasks kill -s SIGKILL "$id" 2>/dev/null || true; done`)
 	}
-	down := time.Now()
-	for {
-		if _, err := quick.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{}); err != nil {
-			break
-		}
-		if time.Since(down) > 30*time.Second {
-			t.Fatal("the API still answers 30 s after every API server was killed")
-		}
-		time.Sleep(500 * time.Millisecond)
+	stopsAnswering := func(context.Context) (bool, error) {
+		_, err := quick.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{})
+		return err != nil, nil
+	}
+	if err := wait.For(stopsAnswering, polling(ctx, 500*time.Millisecond, 30*time.Second)...); err != nil {
+		t.Fatal("the API still answers 30 s after every API server was killed")
 	}
 	t.Logf("every API server is down; restarting %s", victim)
 	start := time.Now()
@@ -349,7 +345,9 @@ func apiDownNodeRestart(ctx context.Context, t *testing.T, cfg *envconf.Config) 
 	return ctx
 }
 
-func restartAllControlPlane(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+// restartEveryControlPlaneNode stops and starts every control-plane node at
+// once and wants verify passing within the target.
+func restartEveryControlPlaneNode(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 	quick := quickClient(t, cfg)
 	var back, recovered []float64
 	for run := 1; run <= drillRuns; run++ {
@@ -414,7 +412,9 @@ func logHandOvers(ctx context.Context, t *testing.T, client kubernetes.Interface
 	}
 }
 
-func removeCheckpointer(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+// removeAndReinstallCheckpointer deletes the checkpointer's DaemonSet, wants
+// every checkpoint gone with no outage, and bootstrap to reinstall it.
+func removeAndReinstallCheckpointer(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 	client := clientset(t, cfg)
 	p, err := startProber(cfg.KubeconfigFile())
 	if err != nil {
@@ -425,21 +425,18 @@ func removeCheckpointer(ctx context.Context, t *testing.T, cfg *envconf.Config) 
 		t.Fatal(err)
 	}
 	nodes := controlPlaneContainers(ctx, t)
-	deadline := start.Add(4 * time.Minute)
-	for {
-		left := map[string]string{}
+	var left map[string]string
+	noneLeft := func(context.Context) (bool, error) {
+		left = map[string]string{}
 		for _, n := range nodes {
 			if files := nodeFiles(ctx, t, n, "kube-system-"); files != "" {
 				left[n] = files
 			}
 		}
-		if len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("checkpoints left 4m after the checkpointer was deleted: %v", left)
-		}
-		time.Sleep(2 * time.Second)
+		return len(left) == 0, nil
+	}
+	if err := wait.For(noneLeft, polling(ctx, 2*time.Second, 4*time.Minute-time.Since(start))...); err != nil {
+		t.Fatalf("checkpoints left 4m after the checkpointer was deleted: %v", left)
 	}
 	total, failed, longest, errs := p.result()
 	t.Logf("every checkpoint was removed %s after the DaemonSet was deleted; the API meanwhile: %d requests, %d failed, longest gap %s",
@@ -455,61 +452,6 @@ func removeCheckpointer(ctx context.Context, t *testing.T, cfg *envconf.Config) 
 	t.Logf("bootstrap reinstalled it; verify passed %s after the deletion", time.Since(start).Round(time.Second))
 	checkCanaries(ctx, t, cfg)
 	return ctx
-}
-
-// controlPlaneContainers lists the control-plane node containers in address order.
-func controlPlaneContainers(ctx context.Context, t *testing.T) []string {
-	t.Helper()
-	out, err := exec.CommandContext(ctx, "docker", "ps", "-a", "--filter", "label=io.x-k8s.kind.cluster="+clusterName,
-		"--filter", "label=io.x-k8s.kind.role=control-plane", "--format", "{{.Names}}").Output()
-	if err != nil {
-		t.Fatalf("listing the control-plane nodes: %v", err)
-	}
-	nodes := strings.Fields(string(out))
-	addrs := map[string]string{}
-	for i, a := range nodeAddresses(ctx, t, nodes) {
-		addrs[nodes[i]] = a
-	}
-	sort.Slice(nodes, func(i, j int) bool { return ipLess(addrs[nodes[i]], addrs[nodes[j]]) })
-	return nodes
-}
-
-func nodeAddresses(ctx context.Context, t *testing.T, nodes []string) []string {
-	t.Helper()
-	var out []string
-	for _, n := range nodes {
-		b, err := exec.CommandContext(ctx, "docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", n).Output()
-		if err != nil {
-			t.Fatalf("docker inspect %s: %v", n, err)
-		}
-		out = append(out, strings.TrimSpace(string(b)))
-	}
-	return out
-}
-
-func ipLess(a, b string) bool {
-	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
-	if len(pa) != 4 || len(pb) != 4 {
-		return a < b
-	}
-	for i := range pa {
-		var x, y int
-		fmt.Sscan(pa[i], &x)
-		fmt.Sscan(pb[i], &y)
-		if x != y {
-			return x < y
-		}
-	}
-	return false
-}
-
-func nodeShell(ctx context.Context, t *testing.T, node, script string) string {
-	t.Helper()
-	out, err := exec.CommandContext(ctx, "docker", "exec", node, "sh", "-c", script).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %s: %v\n%s", node, script, err, out)
-	}
-	return string(out)
 }
 
 // nodeFiles lists the checkpoint files on node whose names contain part.

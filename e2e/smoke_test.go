@@ -17,7 +17,6 @@ import (
 	"sigs.k8s.io/e2e-framework/klient/wait"
 	"sigs.k8s.io/e2e-framework/klient/wait/conditions"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
-	"sigs.k8s.io/e2e-framework/pkg/features"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/images"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/render"
@@ -32,90 +31,99 @@ const (
 	controlPlaneTaint = "node-role.kubernetes.io/control-plane"
 )
 
-func TestSmoke(t *testing.T) {
-	f := features.New("pod network, DNS and services").
-		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			r := cfg.Client().Resources()
-			manifest, err := render.RenderTemplate("kube-flannel.yaml", render.Values{
-				Images:  images.Upstream(images.KubernetesVersion, ""),
-				PodCIDR: podCIDR,
-			})
-			if err != nil {
-				t.Fatalf("rendering kube-flannel.yaml: %v", err)
-			}
-			if err := decoder.DecodeEach(ctx, bytes.NewReader(manifest), decoder.CreateIgnoreAlreadyExists(r)); err != nil {
-				t.Fatalf("applying kube-flannel.yaml: %v", err)
-			}
-			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: smokeNS}}
-			if err := decoder.CreateIgnoreAlreadyExists(r)(ctx, ns); err != nil {
-				t.Fatalf("creating namespace %s: %v", smokeNS, err)
-			}
-			return ctx
-		}).
-		Assess("all nodes are Ready", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			var nodes corev1.NodeList
-			err := wait.For(conditions.New(cfg.Client().Resources()).ResourceListMatchN(&nodes, nodeCount, func(o k8s.Object) bool {
-				return nodeReady(o.(*corev1.Node))
-			}), wait.WithTimeout(4*time.Minute), wait.WithInterval(2*time.Second))
-			if err != nil {
-				t.Fatalf("waiting 4m for %d Ready nodes: %v\n%s", nodeCount, err, describeNodes(ctx, cfg))
-			}
-			return ctx
-		}).
-		Assess("a pod reaches a pod on another node", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			r := cfg.Client().Resources()
-			server := startPod(ctx, t, r, serverPod())
-			client := startPod(ctx, t, r, clientPod())
-			if server.Spec.NodeName == client.Spec.NodeName {
-				t.Fatalf("server and client both run on %s; the test needs two nodes", server.Spec.NodeName)
-			}
-			url := fmt.Sprintf("http://%s:8080/hostname", server.Status.PodIP)
-			expectOutput(ctx, t, r, client, server.Name, "curl", "-sS", "--max-time", "5", url)
-			return ctx
-		}).
-		Assess("CoreDNS resolves kubernetes.default.svc.cluster.local", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			r := cfg.Client().Resources()
-			err := wait.For(conditions.New(r).DeploymentAvailable("coredns", "kube-system"),
-				wait.WithTimeout(2*time.Minute), wait.WithInterval(2*time.Second))
-			if err != nil {
-				t.Fatalf("waiting 2m for deployment kube-system/coredns to be Available: %v", err)
-			}
-			var svc corev1.Service
-			if err := r.Get(ctx, "kubernetes", "default", &svc); err != nil {
-				t.Fatalf("getting service default/kubernetes: %v", err)
-			}
-			expectOutput(ctx, t, r, getPod(ctx, t, r, "client"), svc.Spec.ClusterIP,
-				"nslookup", "-timeout=5", "kubernetes.default.svc.cluster.local")
-			return ctx
-		}).
-		Assess("a ClusterIP Service routes to a pod on another node", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			r := cfg.Client().Resources()
-			svc := &corev1.Service{
-				ObjectMeta: metav1.ObjectMeta{Name: "server", Namespace: smokeNS},
-				Spec: corev1.ServiceSpec{
-					Selector: map[string]string{"app": "server"},
-					Ports:    []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}},
-				},
-			}
-			if err := decoder.CreateIgnoreAlreadyExists(r)(ctx, svc); err != nil {
-				t.Fatalf("creating service: %v", err)
-			}
-			if err := r.Get(ctx, svc.Name, smokeNS, svc); err != nil {
-				t.Fatalf("getting service: %v", err)
-			}
-			url := fmt.Sprintf("http://%s/hostname", svc.Spec.ClusterIP)
-			expectOutput(ctx, t, r, getPod(ctx, t, r, "client"), "server", "curl", "-sS", "--max-time", "5", url)
-			return ctx
-		}).
-		Teardown(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: smokeNS}}
-			if err := cfg.Client().Resources().Delete(ctx, ns); err != nil {
-				t.Logf("deleting namespace %s: %v", smokeNS, err)
-			}
-			return ctx
-		}).
-		Feature()
-	testenv.Test(t, f)
+// applyFlannel applies the flannel manifest bootstrap applies, unless it is
+// there already, so TestSmoke also runs alone on a cluster never pivoted.
+func applyFlannel(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	manifest, err := render.RenderTemplate("kube-flannel.yaml", render.Values{
+		Images:  images.Upstream(images.KubernetesVersion, ""),
+		PodCIDR: podCIDR,
+	})
+	if err != nil {
+		t.Fatalf("rendering kube-flannel.yaml: %v", err)
+	}
+	if err := decoder.DecodeEach(ctx, bytes.NewReader(manifest), decoder.CreateIgnoreAlreadyExists(cfg.Client().Resources())); err != nil {
+		t.Fatalf("applying kube-flannel.yaml: %v", err)
+	}
+	return ctx
+}
+
+func createSmokeNamespace(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: smokeNS}}
+	if err := decoder.CreateIgnoreAlreadyExists(cfg.Client().Resources())(ctx, ns); err != nil {
+		t.Fatalf("creating namespace %s: %v", smokeNS, err)
+	}
+	return ctx
+}
+
+func deleteSmokeNamespace(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: smokeNS}}
+	if err := cfg.Client().Resources().Delete(ctx, ns); err != nil {
+		t.Logf("deleting namespace %s: %v", smokeNS, err)
+	}
+	return ctx
+}
+
+func allNodesReady(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	var nodes corev1.NodeList
+	err := wait.For(conditions.New(cfg.Client().Resources()).ResourceListMatchN(&nodes, nodeCount, func(o k8s.Object) bool {
+		return nodeReady(o.(*corev1.Node))
+	}), wait.WithTimeout(4*time.Minute), wait.WithInterval(2*time.Second))
+	if err != nil {
+		t.Fatalf("waiting 4m for %d Ready nodes: %v\n%s", nodeCount, err, describeNodes(ctx, cfg))
+	}
+	return ctx
+}
+
+// podReachesPodOnAnotherNode curls a server pod on the worker from a client
+// pod on a control-plane node.
+func podReachesPodOnAnotherNode(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	r := cfg.Client().Resources()
+	server := startPod(ctx, t, r, serverPod())
+	client := startPod(ctx, t, r, clientPod())
+	if server.Spec.NodeName == client.Spec.NodeName {
+		t.Fatalf("server and client both run on %s; the test needs two nodes", server.Spec.NodeName)
+	}
+	url := fmt.Sprintf("http://%s:8080/hostname", server.Status.PodIP)
+	expectOutput(ctx, t, r, client, server.Name, "curl", "-sS", "--max-time", "5", url)
+	return ctx
+}
+
+func coreDNSResolves(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	r := cfg.Client().Resources()
+	err := wait.For(conditions.New(r).DeploymentAvailable("coredns", "kube-system"),
+		wait.WithTimeout(2*time.Minute), wait.WithInterval(2*time.Second))
+	if err != nil {
+		t.Fatalf("waiting 2m for deployment kube-system/coredns to be Available: %v", err)
+	}
+	var svc corev1.Service
+	if err := r.Get(ctx, "kubernetes", "default", &svc); err != nil {
+		t.Fatalf("getting service default/kubernetes: %v", err)
+	}
+	expectOutput(ctx, t, r, getPod(ctx, t, r, "client"), svc.Spec.ClusterIP,
+		"nslookup", "-timeout=5", "kubernetes.default.svc.cluster.local")
+	return ctx
+}
+
+// serviceRoutesAcrossNodes puts a ClusterIP Service in front of the server pod
+// and curls it from the client pod on another node.
+func serviceRoutesAcrossNodes(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	r := cfg.Client().Resources()
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "server", Namespace: smokeNS},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "server"},
+			Ports:    []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}},
+		},
+	}
+	if err := decoder.CreateIgnoreAlreadyExists(r)(ctx, svc); err != nil {
+		t.Fatalf("creating service: %v", err)
+	}
+	if err := r.Get(ctx, svc.Name, smokeNS, svc); err != nil {
+		t.Fatalf("getting service: %v", err)
+	}
+	url := fmt.Sprintf("http://%s/hostname", svc.Spec.ClusterIP)
+	expectOutput(ctx, t, r, getPod(ctx, t, r, "client"), "server", "curl", "-sS", "--max-time", "5", url)
+	return ctx
 }
 
 func nodeReady(n *corev1.Node) bool {
@@ -208,18 +216,14 @@ func expectOutput(ctx context.Context, t *testing.T, r *resources.Resources, p *
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	var err error
-	deadline := time.Now().Add(time.Minute)
-	for {
+	printed := func(context.Context) (bool, error) {
 		stdout.Reset()
 		stderr.Reset()
 		err = r.ExecInPod(ctx, p.Namespace, p.Name, p.Spec.Containers[0].Name, cmd, &stdout, &stderr)
-		if err == nil && strings.Contains(stdout.String(), want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(2 * time.Second)
+		return err == nil && strings.Contains(stdout.String(), want), nil
+	}
+	if wait.For(printed, polling(ctx, 2*time.Second, time.Minute)...) == nil {
+		return
 	}
 	t.Fatalf("in pod %s on %s, %q did not print %q within 1m: err=%v\nstdout: %s\nstderr: %s",
 		p.Name, p.Spec.NodeName, strings.Join(cmd, " "), want, err, stdout.String(), stderr.String())

@@ -1,0 +1,65 @@
+package e2e
+
+import (
+	"testing"
+
+	"sigs.k8s.io/e2e-framework/pkg/features"
+)
+
+// The suite, in the order it runs. Go runs a package's tests in the order
+// they are written, and these are its only tests. Each also runs alone with
+// -run: on a cluster an earlier run pivoted and kept (E2E_KEEP=1),
+// TestRecovery drills it and TestSmoke proves workloads on it. What one test
+// leaves for the next travels in the context (stateOf).
+
+// TestPivot pivots the kind cluster, proves it, and loses a control-plane node.
+func TestPivot(t *testing.T) {
+	testenv.Test(t,
+		features.New("bootstrap pivots the control plane with no API gap").
+			Setup(writeCanaries).
+			Assess("a pivot killed after the API server step resumes to completion", resumeKilledBootstrap).
+			Assess("verify passes", verifyPasses).
+			Assess("only etcd is left static", onlyEtcdLeftStatic).
+			Assess("every API server serves the one certificate in its Secret", servesSecretCert).
+			Assess("a rerun is a no-op", rerunIsNoOp).
+			Assess("the canaries are byte-identical", checkCanaries).
+			Feature(),
+		features.New("losing a control-plane node").
+			Assess("the API answers and the leases move; the node rejoins", stopLeaseHolder).
+			Assess("the canaries are byte-identical", checkCanaries).
+			Feature(),
+	)
+}
+
+// TestRecovery breaks the self-hosted control plane that TestPivot leaves, in
+// every way the checkpointer is meant to survive, and proves it comes back
+// with no help. Every scenario ends with verify passing and the canaries
+// byte-identical.
+func TestRecovery(t *testing.T) {
+	testenv.Test(t,
+		features.New("the self-hosted control plane brings itself back").
+			Setup(requirePivotedCluster).
+			Assess("every API server pod deleted by verify --drill apiserver", deleteEveryAPIServerPod).
+			Assess("a bad API server rollout survived and rolled back; it is never checkpointed", rollOutBadAPIServer).
+			Assess("a parent moved off a node; its checkpoint there is removed", moveParentOffNode).
+			Assess("a node restarted while every API server is down; it starts its checkpoints from disk", restartNodeWhileAPIDown).
+			Assess("every control-plane node restarted at once", restartEveryControlPlaneNode).
+			Assess("the checkpointer removed and reinstalled; no checkpoint outlives it", removeAndReinstallCheckpointer).
+			Feature(),
+	)
+}
+
+// TestSmoke proves workloads run on what the earlier tests leave.
+func TestSmoke(t *testing.T) {
+	testenv.Test(t,
+		features.New("pod network, DNS and services").
+			Setup(applyFlannel).
+			Setup(createSmokeNamespace).
+			Assess("all nodes are Ready", allNodesReady).
+			Assess("a pod reaches a pod on another node", podReachesPodOnAnotherNode).
+			Assess("CoreDNS resolves kubernetes.default.svc.cluster.local", coreDNSResolves).
+			Assess("a ClusterIP Service routes to a pod on another node", serviceRoutesAcrossNodes).
+			Teardown(deleteSmokeNamespace).
+			Feature(),
+	)
+}
