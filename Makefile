@@ -21,9 +21,15 @@ unit: ## fast tests, no Docker
 
 test: unit e2e ## everything CI runs: unit tests, then the e2e suite on an HA kind cluster
 
-lint: ## gofmt check and go vet
-	@out=$$(gofmt -l cmd plugin internal e2e manifests krew); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+# Every shell script, .ci/run included.
+SCRIPTS := $(shell find . -name '*.sh' -not -path './.git/*' -not -path './_output/*' -not -path './bin/*' -not -path './dist/*') .ci/run
+
+lint: ## gofmt, go vet, go.mod tidiness and shellcheck on every script
+	@out=$$(gofmt -l cmd plugin internal e2e hack manifests krew 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@$(GO) mod tidy -diff || { echo "go.mod and go.sum are not tidy: run go mod tidy"; exit 1; }
+	@command -v shellcheck >/dev/null || { echo "make lint needs shellcheck: apt-get install shellcheck"; exit 1; }
+	shellcheck $(SCRIPTS)
 
 E2E_NODE_IMAGE ?= kindest/node:v1.37.2
 export E2E_NODE_IMAGE

@@ -42,7 +42,7 @@ for t in kubectl kubectl-krew validate-krew-manifest; do
 done
 # kubectl-selfhost_<version>_linux_amd64.tar.gz -> <version>
 version=$(basename "$archive"); version=${version#kubectl-selfhost_}; version=${version%_linux_amd64.tar.gz}
-[ -n "$version" ] && [ "$version" != "$(basename "$archive")" ] || die "cannot read the version from $archive"
+if [ -z "$version" ] || [ "$version" = "$(basename "$archive")" ]; then die "cannot read the version from $archive"; fi
 # spec.version of the manifest: krew installs into store/selfhost/<it>.
 spec_version=$(sed -n 's/^  version: *//p' "$manifest")
 [ -n "$spec_version" ] || die "no spec.version in $manifest"

@@ -134,15 +134,15 @@ rootfs_path() { echo "$OUT/cache/rootfs-$1-$(hash_inputs "$SUITE" "$MIRROR" "$2"
 
 # rootfs_tar NAME PACKAGES: prints the path of a cached debootstrap tarball.
 rootfs_tar() {
-  local name=$1 pkgs=$2 tar dir
-  tar=$(rootfs_path "$name" "$pkgs")
+  local name=$1 packages=$2 tar dir
+  tar=$(rootfs_path "$name" "$packages")
   if [ ! -f "$tar" ]; then
     dir=$OUT/cache/rootfs-$name
     rm -rf "$dir"
     log "debootstrap $SUITE ($name; log: $dir.log)"
     # One package cache per rootfs: two debootstraps may run at once.
     mkdir -p "$OUT/cache/debs-$name"
-    debootstrap --variant=minbase --cache-dir="$OUT/cache/debs-$name" --include="$pkgs" "$SUITE" "$dir" "$MIRROR" >"$dir.log" 2>&1 \
+    debootstrap --variant=minbase --cache-dir="$OUT/cache/debs-$name" --include="$packages" "$SUITE" "$dir" "$MIRROR" >"$dir.log" 2>&1 \
       || { tail -n 20 "$dir.log" >&2; die "debootstrap of $name failed"; }
     rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* "$dir"/var/log/* "$dir"/etc/resolv.conf
     tar -C "$dir" --numeric-owner -cf "$tar.tmp" . && mv "$tar.tmp" "$tar"
