@@ -8,7 +8,7 @@ LDFLAGS := -s -w -X $(MODULE)/internal/version.Version=$(VERSION)
 GO      ?= go
 export CGO_ENABLED ?= 0
 
-.PHONY: help build unit test lint demo clean images e2e
+.PHONY: help build kind unit test lint demo clean images e2e
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
@@ -39,12 +39,14 @@ E2E_FLAGS ?=
 images: ## build every e2e image offline, skipping those whose inputs are unchanged
 	@start=$$(date +%s); e2e/images/build.sh; echo "make images: $$(( $$(date +%s) - start ))s"
 
-e2e: images build ## HA kind cluster from the local images, then the e2e suite (E2E_KEEP=1 keeps it)
+kind: ## build bin/kind from the sigs.k8s.io/kind that go.mod pins
 	$(GO) build -trimpath -o bin/kind sigs.k8s.io/kind
+
+e2e: images build kind ## HA kind cluster from the local images, then the e2e suite (E2E_KEEP=1 keeps it)
 	@start=$$(date +%s); rc=0; $(GO) test -count=1 -timeout 75m -v $(E2E_FLAGS) ./e2e/ || rc=$$?; \
 	  echo "make e2e: suite $$(( $$(date +%s) - start ))s"; exit $$rc
 
-demo: images build ## HA kind cluster -> bootstrap -> verify (the cluster stays up)
+demo: images build kind ## HA kind cluster -> bootstrap -> verify (the cluster stays up)
 	e2e/demo.sh
 
 clean: ## remove build outputs
