@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/clock"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
@@ -37,7 +38,7 @@ type Reconciler struct {
 	Store   Store
 	Metrics *Metrics
 	Log     *slog.Logger
-	Now     func() time.Time
+	Clock   clock.PassiveClock
 
 	Namespace string
 	Node      string
@@ -88,7 +89,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (Result, error) {
 	if r.lastErr == nil {
 		r.lastErr = map[string]string{}
 	}
-	now := r.Now()
+	now := r.Clock.Now()
 	if n, err := r.Store.CleanTemp(); err != nil {
 		r.count(errDisk)
 		r.Log.Warn("cannot clean leftover temporary files", "err", err)
@@ -431,14 +432,14 @@ func (r *Reconciler) teardown(ctx context.Context, onDisk map[string]*OnDisk) er
 		ns, name, _ := strings.Cut(key, "/")
 		from := r.states[key]
 		if from.Phase == "" {
-			from = stateFromDisk(onDisk[key], r.Now())
+			from = stateFromDisk(onDisk[key], r.Clock.Now())
 		}
 		if err := r.Store.Remove(ns, name); err != nil {
 			r.count(errDisk)
 			errs = append(errs, err)
 			return
 		}
-		r.record(key, from, checkpoint.State{Phase: checkpoint.PhaseRemoved, Since: r.Now()}, checkpoint.Observation{APIUp: true})
+		r.record(key, from, checkpoint.State{Phase: checkpoint.PhaseRemoved, Since: r.Clock.Now()}, checkpoint.Observation{APIUp: true})
 	}
 	for _, key := range sorted(keys) {
 		if key != self {
