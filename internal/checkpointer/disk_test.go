@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/clock"
+
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
@@ -180,14 +183,10 @@ func killMidWrite(t *testing.T, mode, root string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for !exists(filepath.Join(root, "ready")) {
-		if ctx.Err() != nil {
-			cmd.Process.Kill()
-			t.Fatal("the child never reached the rename")
-		}
-		time.Sleep(10 * time.Millisecond)
+	ready := func(context.Context) (bool, error) { return exists(filepath.Join(root, "ready")), nil }
+	if err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 30*time.Second, true, ready); err != nil {
+		cmd.Process.Kill()
+		t.Fatal("the child never reached the rename")
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
@@ -310,7 +309,7 @@ func TestCleanTempLeavesCurrentFilesAlone(t *testing.T) {
 
 func TestLock(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "pod-checkpointer.lock")
-	a, b := &Lock{Path: path}, &Lock{Path: path}
+	a, b := &Lock{Path: path, Clock: clock.RealClock{}}, &Lock{Path: path, Clock: clock.RealClock{}}
 	if ok, err := a.TryLock(); !ok || err != nil {
 		t.Fatalf("first TryLock = %t, %v", ok, err)
 	}

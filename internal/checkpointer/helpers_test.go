@@ -21,6 +21,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/utils/clock"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/checkpointtest"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
@@ -225,26 +227,15 @@ func testDisk(t *testing.T) Disk {
 	return d
 }
 
-// clock is a settable time source.
-type clock struct{ t atomic.Int64 }
-
-func newClock(t time.Time) *clock { c := &clock{}; c.set(t); return c }
-func (c *clock) set(t time.Time)  { c.t.Store(t.UnixNano()) }
-func (c *clock) add(d time.Duration) time.Time {
-	c.t.Add(int64(d))
-	return c.now()
-}
-func (c *clock) now() time.Time { return time.Unix(0, c.t.Load()).UTC() }
-
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func newReconciler(t *testing.T, cri *criServer, api *apiServer, d Disk, clk *clock, log *slog.Logger) *Reconciler {
+func newReconciler(t *testing.T, cri *criServer, api *apiServer, d Disk, clk clock.PassiveClock, log *slog.Logger) *Reconciler {
 	t.Helper()
 	if log == nil {
 		log = quietLog()
 	}
 	return &Reconciler{
-		Runtime: cri.cri, API: api.clientAPI(), Store: d, Metrics: NewMetrics(), Log: log, Now: clk.now,
+		Runtime: cri.cri, API: api.clientAPI(), Store: d, Metrics: NewMetrics(), Log: log, Clock: clk,
 		Namespace: testNS, Node: testNode, PodName: testSelf, Self: testSelf, DaemonSet: testDS,
 		SecretDir: d.SecretDir, Grace: testGrace, MinStable: 10 * time.Second,
 		RefreshEvery: time.Minute, HeartbeatEvery: time.Minute,
@@ -260,7 +251,7 @@ func exists(path string) bool {
 type testNodeFixture struct {
 	cri    *criServer
 	disk   Disk
-	clk    *clock
+	clk    *testingclock.FakeClock
 	api    *apiServer
 	r      *Reconciler
 	parent *corev1.Pod
@@ -268,7 +259,7 @@ type testNodeFixture struct {
 
 func newTestNode(t *testing.T, log *slog.Logger) *testNodeFixture {
 	t.Helper()
-	n := &testNodeFixture{cri: startCRI(t), disk: testDisk(t), clk: newClock(testNow), parent: parentPod(parentName, true)}
+	n := &testNodeFixture{cri: startCRI(t), disk: testDisk(t), clk: testingclock.NewFakeClock(testNow), parent: parentPod(parentName, true)}
 	n.api = newAPI(daemonSet(), statusConfigMap(), extraSecret(), n.parent)
 	n.r = newReconciler(t, n.cri, n.api, n.disk, n.clk, log)
 	return n
@@ -277,7 +268,7 @@ func newTestNode(t *testing.T, log *slog.Logger) *testNodeFixture {
 // step advances the clock by d and reconciles once.
 func (n *testNodeFixture) step(t *testing.T, d time.Duration) Result {
 	t.Helper()
-	n.clk.add(d)
+	n.clk.Step(d)
 	res, err := n.r.Reconcile(context.Background())
 	if err != nil {
 		t.Fatal(err)

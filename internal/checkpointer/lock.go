@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"k8s.io/utils/clock"
 )
 
 // Lock is an exclusive flock on a file. The DaemonSet copy of the
 // checkpointer and its static checkpoint take it before acting, so at most
 // one of them changes the disk at a time.
 type Lock struct {
-	Path string
-	f    *os.File
+	Path  string
+	Clock clock.WithTicker // paces Acquire
+	f     *os.File
 }
 
 // TryLock takes the lock if it is free and reports whether it did.
@@ -38,7 +41,7 @@ func (l *Lock) TryLock() (bool, error) {
 
 // Acquire waits for the lock, checking every poll, until ctx ends.
 func (l *Lock) Acquire(ctx context.Context, poll time.Duration) error {
-	t := time.NewTicker(poll)
+	t := l.Clock.NewTicker(poll)
 	defer t.Stop()
 	for {
 		ok, err := l.TryLock()
@@ -48,7 +51,7 @@ func (l *Lock) Acquire(ctx context.Context, poll time.Duration) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }

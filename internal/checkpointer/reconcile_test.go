@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/checkpointtest"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
@@ -36,7 +37,7 @@ func TestReconcileTransitions(t *testing.T) {
 		t.Run(tr.String(), func(t *testing.T) {
 			crashLoop := i%2 == 0
 			d := testDisk(t)
-			clk := newClock(testNow)
+			clk := testingclock.NewFakeClock(testNow)
 			parent := parentPod(parentName, tr.Ready || crashLoop)
 			objects := []runtime.Object{daemonSet(), statusConfigMap(), extraSecret()}
 			if tr.InAPI {
@@ -268,7 +269,7 @@ func (s *recordingStore) Remove(ns, name string) error {
 func TestTeardownRemovesEveryCheckpointThenItsOwn(t *testing.T) {
 	cri := startCRI(t)
 	d := testDisk(t)
-	clk := newClock(testNow)
+	clk := testingclock.NewFakeClock(testNow)
 	self := parentPod(testSelf, true)
 	others := []*corev1.Pod{parentPod("kube-apiserver-aaaaa", true), parentPod("kube-scheduler-zzzzz", true)}
 	api := newAPI(daemonSet(), statusConfigMap(), extraSecret(), self, others[0], others[1])
@@ -304,7 +305,7 @@ func TestTeardownRemovesEveryCheckpointThenItsOwn(t *testing.T) {
 	if err != nil || res.TornDown || len(store.calls) != 0 {
 		t.Fatalf("teardown must wait for the grace period; got %+v, %v, calls %v", res, err, store.calls)
 	}
-	clk.add(testGrace.Remove)
+	clk.Step(testGrace.Remove)
 	res, err = r.Reconcile(ctx)
 	if err != nil || !res.TornDown {
 		t.Fatalf("got %+v, %v; want a completed teardown", res, err)
@@ -327,7 +328,7 @@ func TestTeardownRemovesEveryCheckpointThenItsOwn(t *testing.T) {
 func TestTeardownNeedsTheAPIToSayTheDaemonSetIsGone(t *testing.T) {
 	cri := startCRI(t)
 	d := testDisk(t)
-	clk := newClock(testNow)
+	clk := testingclock.NewFakeClock(testNow)
 	self := parentPod(testSelf, true)
 	api := newAPI(statusConfigMap(), extraSecret(), self) // no DaemonSet
 	r := newReconciler(t, cri, api, d, clk, nil)
@@ -336,15 +337,15 @@ func TestTeardownNeedsTheAPIToSayTheDaemonSetIsGone(t *testing.T) {
 	ctx := context.Background()
 	r.Reconcile(ctx)
 	// The API goes down half-way: the clock of the teardown must restart.
-	clk.add(testGrace.Remove / 2)
+	clk.Step(testGrace.Remove / 2)
 	api.down.Store(true)
 	r.Reconcile(ctx)
 	api.down.Store(false)
-	clk.add(testGrace.Remove / 2)
+	clk.Step(testGrace.Remove / 2)
 	if res, _ := r.Reconcile(ctx); res.TornDown {
 		t.Fatal("tore down although the API was not continuously reporting the DaemonSet gone")
 	}
-	clk.add(testGrace.Remove)
+	clk.Step(testGrace.Remove)
 	if res, _ := r.Reconcile(ctx); !res.TornDown {
 		t.Fatal("no teardown after a full grace period without the DaemonSet")
 	}
@@ -353,7 +354,7 @@ func TestTeardownNeedsTheAPIToSayTheDaemonSetIsGone(t *testing.T) {
 func TestSelfCheckpointIsActiveAndSanitized(t *testing.T) {
 	cri := startCRI(t)
 	d := testDisk(t)
-	clk := newClock(testNow)
+	clk := testingclock.NewFakeClock(testNow)
 	self, token := checkpointerPod()
 	api := newAPI(daemonSet(), statusConfigMap(), token, self)
 	r := newReconciler(t, cri, api, d, clk, nil)
@@ -377,7 +378,7 @@ func TestSelfCheckpointIsActiveAndSanitized(t *testing.T) {
 func TestStaticCopyYieldsToDaemonSetPod(t *testing.T) {
 	cri := startCRI(t)
 	d := testDisk(t)
-	clk := newClock(testNow)
+	clk := testingclock.NewFakeClock(testNow)
 	api := newAPI(daemonSet(), statusConfigMap())
 	r := newReconciler(t, cri, api, d, clk, nil)
 	r.PodName = testSelf + "-" + testNode // the static copy's name
@@ -405,7 +406,7 @@ func TestStaticCopyYieldsToDaemonSetPod(t *testing.T) {
 func TestReconcileWithoutRuntimeDoesNothing(t *testing.T) {
 	cri := startCRI(t)
 	d := testDisk(t)
-	clk := newClock(testNow)
+	clk := testingclock.NewFakeClock(testNow)
 	parent := parentPod(parentName, true)
 	cp, _, _ := checkpoint.Sanitize(parent, d.SecretDir)
 	d.WriteInactive(cp)
@@ -414,7 +415,7 @@ func TestReconcileWithoutRuntimeDoesNothing(t *testing.T) {
 	cri.grpc.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	clk.add(time.Hour)
+	clk.Step(time.Hour)
 	if _, err := r.Reconcile(ctx); err == nil {
 		t.Fatal("reconcile succeeded without a container runtime")
 	}
@@ -457,7 +458,7 @@ func TestHealthzAndMetrics(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	clk.add(time.Minute)
+	clk.Step(time.Minute)
 	if code, _ := get("/healthz"); code != http.StatusServiceUnavailable {
 		t.Fatalf("healthz with a stale reconcile = %d, want 503", code)
 	}
@@ -466,7 +467,7 @@ func TestHealthzAndMetrics(t *testing.T) {
 func TestVolumeCopiesAreRefreshed(t *testing.T) {
 	cri := startCRI(t)
 	d := testDisk(t)
-	clk := newClock(testNow)
+	clk := testingclock.NewFakeClock(testNow)
 	parent := parentPod(parentName, true)
 	api := newAPI(daemonSet(), statusConfigMap(), extraSecret(), parent)
 	r := newReconciler(t, cri, api, d, clk, nil)
@@ -480,12 +481,12 @@ func TestVolumeCopiesAreRefreshed(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(d.SecretDir, testNS, parentName, "extra", "key.pem")
-	clk.add(5 * time.Second)
+	clk.Step(5 * time.Second)
 	r.Reconcile(ctx)
 	if b, _ := os.ReadFile(path); string(b) != "secret-key" {
 		t.Fatalf("copy changed before the refresh period: %q", b)
 	}
-	clk.add(time.Minute)
+	clk.Step(time.Minute)
 	r.Reconcile(ctx)
 	if b, _ := os.ReadFile(path); string(b) != "rotated" {
 		t.Fatalf("copy = %q after the refresh period, want the rotated secret", b)
@@ -495,7 +496,7 @@ func TestVolumeCopiesAreRefreshed(t *testing.T) {
 func TestMissingSecretKeepsNoCheckpoint(t *testing.T) {
 	cri := startCRI(t)
 	d := testDisk(t)
-	clk := newClock(testNow)
+	clk := testingclock.NewFakeClock(testNow)
 	parent := parentPod(parentName, true)
 	api := newAPI(daemonSet(), statusConfigMap(), parent) // the secret is missing
 	r := newReconciler(t, cri, api, d, clk, nil)
@@ -515,7 +516,7 @@ func TestMissingSecretKeepsNoCheckpoint(t *testing.T) {
 func TestRepeatedErrorIsLoggedOnce(t *testing.T) {
 	cri := startCRI(t)
 	d := testDisk(t)
-	clk := newClock(testNow)
+	clk := testingclock.NewFakeClock(testNow)
 	parent := parentPod(parentName, true)
 	parent.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "P", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{Key: "k"}}}}
 	api := newAPI(daemonSet(), statusConfigMap(), extraSecret(), parent)
@@ -524,7 +525,7 @@ func TestRepeatedErrorIsLoggedOnce(t *testing.T) {
 	cri.set(localPod{name: parentName, uid: string(parent.UID), ready: true,
 		containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour}}})
 	for range 5 {
-		clk.add(5 * time.Second)
+		clk.Step(5 * time.Second)
 		r.Reconcile(context.Background())
 	}
 	if n := strings.Count(logs.String(), "checkpoint not up to date"); n != 1 {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
@@ -138,27 +139,28 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	clk := clock.RealClock{}
 	r := &Reconciler{
 		Runtime: cri,
 		API:     api,
 		Store:   c.Disk,
 		Metrics: NewMetrics(),
 		Log:     log,
-		Now:     time.Now,
+		Clock:   clk,
 
 		Namespace: c.Namespace, Node: c.Node, PodName: c.PodName, Self: c.Self(), DaemonSet: c.DaemonSet,
 		SecretDir: c.Disk.SecretDir,
 		Grace:     c.Grace, MinStable: c.MinStable, RefreshEvery: c.RefreshEvery, HeartbeatEvery: c.HeartbeatEvery,
 		Probe: LocalProbe(2 * time.Second),
 	}
-	lock := &Lock{Path: c.LockFile}
+	lock := &Lock{Path: c.LockFile, Clock: clk}
 	for {
 		log.Info("waiting for the lock", "lock", c.LockFile)
 		if err := lock.Acquire(ctx, time.Second); err != nil {
 			return nil // ctx ended
 		}
 		log.Info("acting for the node", "node", c.Node, "pod", c.PodName, "self", c.Self())
-		done, err := act(ctx, c, r, log)
+		done, err := act(ctx, c, clk, r, log)
 		lock.Unlock()
 		if err != nil || done {
 			return err
@@ -170,14 +172,14 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(backoff):
+		case <-clk.After(backoff):
 		}
 	}
 }
 
 // act serves and reconciles until ctx ends (done), the copy yields (not
 // done), or the teardown completes (done once ctx ends).
-func act(ctx context.Context, c Config, r *Reconciler, log *slog.Logger) (bool, error) {
+func act(ctx context.Context, c Config, clk clock.Clock, r *Reconciler, log *slog.Logger) (bool, error) {
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return true, fmt.Errorf("cannot serve /healthz and /metrics on %s: %w", c.Listen, err)
@@ -191,7 +193,7 @@ func act(ctx context.Context, c Config, r *Reconciler, log *slog.Logger) (bool, 
 	}()
 
 	for {
-		start := time.Now()
+		start := clk.Now()
 		res, err := r.Reconcile(ctx)
 		if err != nil {
 			log.Warn("reconcile incomplete", "err", err)
@@ -211,7 +213,7 @@ func act(ctx context.Context, c Config, r *Reconciler, log *slog.Logger) (bool, 
 		select {
 		case <-ctx.Done():
 			return true, nil
-		case <-time.After(time.Until(start.Add(every))):
+		case <-clk.After(every - clk.Since(start)):
 		}
 	}
 }
@@ -222,7 +224,7 @@ func Handler(r *Reconciler, staleAfter time.Duration) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		last := r.LastSuccess()
-		if last.IsZero() || r.Now().Sub(last) > staleAfter {
+		if last.IsZero() || r.Clock.Since(last) > staleAfter {
 			http.Error(w, "no reconcile completed in the last "+staleAfter.String(), http.StatusServiceUnavailable)
 			return
 		}

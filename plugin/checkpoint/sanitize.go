@@ -51,7 +51,30 @@ func Sanitize(parent *corev1.Pod, secretRoot string) (*corev1.Pod, []VolumeCopy,
 	if parentName == "" {
 		parentName = parent.Name
 	}
+	id := p.Namespace + "/" + parentName // names the pod in errors
 
+	checkpointMeta(p, parent, parentName)
+	if err := dropAPISpec(&p.Spec, id); err != nil {
+		return nil, nil, err
+	}
+	if args := strings.Fields(parent.Annotations[ArgsAnnotation]); len(args) > 0 {
+		ownAddress(&p.Spec, args)
+	}
+	uid, gid := podOwner(p)
+	copies, dropped, err := copyVolumes(&p.Spec, filepath.Join(secretRoot, p.Namespace, parentName), id, uid, gid)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := staticContainers(&p.Spec, dropped, id); err != nil {
+		return nil, nil, err
+	}
+	return p, copies, nil
+}
+
+// checkpointMeta keeps of the parent's metadata what describes the pod, not
+// its life in the API, names the checkpoint after the parent and records the
+// parent's controller, which recognises a successor. The status goes too.
+func checkpointMeta(p, parent *corev1.Pod, parentName string) {
 	labels := p.Labels
 	for _, l := range controllerLabels {
 		delete(labels, l)
@@ -69,8 +92,11 @@ func Sanitize(parent *corev1.Pod, secretRoot string) (*corev1.Pod, []VolumeCopy,
 	p.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}
 	p.ObjectMeta = metav1.ObjectMeta{Name: parentName, Namespace: p.Namespace, Labels: labels, Annotations: annotations}
 	p.Status = corev1.PodStatus{}
+}
 
-	s := &p.Spec
+// dropAPISpec clears the spec fields that need the API or the scheduler,
+// and refuses resource claims, which a static pod cannot reference.
+func dropAPISpec(s *corev1.PodSpec, id string) error {
 	s.ServiceAccountName = ""
 	s.DeprecatedServiceAccount = ""
 	s.AutomountServiceAccountToken = new(false)
@@ -81,60 +107,91 @@ func Sanitize(parent *corev1.Pod, secretRoot string) (*corev1.Pod, []VolumeCopy,
 	s.EphemeralContainers = nil
 	s.SchedulingGates = nil
 	if len(s.ResourceClaims) > 0 {
-		return nil, nil, fmt.Errorf("pod %s/%s uses resource claims, which a static pod cannot reference", p.Namespace, parentName)
+		return fmt.Errorf("pod %s uses resource claims, which a static pod cannot reference", id)
 	}
+	return nil
+}
 
-	if args := strings.Fields(parent.Annotations[ArgsAnnotation]); len(args) > 0 {
-		ownAddress(s, args)
-	}
+// volumeFate is what becomes of a parent's volume in its checkpoint.
+type volumeFate int
 
-	uid, gid := podOwner(p)
+const (
+	keepVolume volumeFate = iota // mounted as it is, such as a hostPath
+	copyVolume                   // a secret or configMap, read from a hostPath copy
+	dropVolume                   // a projected API token
+)
+
+// copyVolumes replaces every secret, configMap and projected volume by a
+// hostPath copy under dir and drops projected API tokens. It returns the
+// copies to write and the names of the dropped volumes.
+func copyVolumes(s *corev1.PodSpec, dir, id string, uid, gid int64) ([]VolumeCopy, []string, error) {
 	var copies []VolumeCopy
 	var dropped []string
 	volumes := s.Volumes[:0]
 	for _, v := range s.Volumes {
-		vc := VolumeCopy{Volume: v.Name, Dir: filepath.Join(secretRoot, p.Namespace, parentName, v.Name), UID: uid, GID: gid}
+		vc := VolumeCopy{Volume: v.Name, Dir: filepath.Join(dir, v.Name), UID: uid, GID: gid}
+		fate, err := copySources(&vc, v, id)
 		switch {
-		case v.Secret != nil:
-			vc.DefaultMode = modeOr(v.Secret.DefaultMode, corev1.SecretVolumeSourceDefaultMode)
-			vc.Sources = []CopySource{{Kind: "Secret", Name: v.Secret.SecretName, Items: v.Secret.Items, Optional: ptrTrue(v.Secret.Optional)}}
-		case v.ConfigMap != nil:
-			vc.DefaultMode = modeOr(v.ConfigMap.DefaultMode, corev1.ConfigMapVolumeSourceDefaultMode)
-			vc.Sources = []CopySource{{Kind: "ConfigMap", Name: v.ConfigMap.Name, Items: v.ConfigMap.Items, Optional: ptrTrue(v.ConfigMap.Optional)}}
-		case v.Projected != nil:
-			if hasToken(v.Projected) {
-				dropped = append(dropped, v.Name) // the API token dies with the API; nothing to keep
-				continue
-			}
-			vc.DefaultMode = modeOr(v.Projected.DefaultMode, corev1.ProjectedVolumeSourceDefaultMode)
-			for _, src := range v.Projected.Sources {
-				switch {
-				case src.Secret != nil:
-					vc.Sources = append(vc.Sources, CopySource{Kind: "Secret", Name: src.Secret.Name, Items: src.Secret.Items, Optional: ptrTrue(src.Secret.Optional)})
-				case src.ConfigMap != nil:
-					vc.Sources = append(vc.Sources, CopySource{Kind: "ConfigMap", Name: src.ConfigMap.Name, Items: src.ConfigMap.Items, Optional: ptrTrue(src.ConfigMap.Optional)})
-				default:
-					return nil, nil, fmt.Errorf("pod %s/%s projects volume %q from a source other than secrets and configMaps, which a checkpoint cannot copy", p.Namespace, parentName, v.Name)
-				}
-			}
-		case v.PersistentVolumeClaim != nil || v.Ephemeral != nil:
-			return nil, nil, fmt.Errorf("pod %s/%s mounts volume %q from a claim, which a static pod cannot reference", p.Namespace, parentName, v.Name)
-		default:
+		case err != nil:
+			return nil, nil, err
+		case fate == keepVolume:
 			volumes = append(volumes, v)
-			continue
+		case fate == dropVolume:
+			dropped = append(dropped, v.Name) // the API token dies with the API; nothing to keep
+		default:
+			copies = append(copies, vc)
+			volumes = append(volumes, corev1.Volume{Name: v.Name, VolumeSource: corev1.VolumeSource{
+				HostPath: &corev1.HostPathVolumeSource{Path: vc.Dir, Type: new(corev1.HostPathDirectory)},
+			}})
 		}
-		copies = append(copies, vc)
-		volumes = append(volumes, corev1.Volume{Name: v.Name, VolumeSource: corev1.VolumeSource{
-			HostPath: &corev1.HostPathVolumeSource{Path: vc.Dir, Type: new(corev1.HostPathDirectory)},
-		}})
 	}
 	s.Volumes = volumes
+	return copies, dropped, nil
+}
 
+// copySources fills vc's sources and default mode from v and says what
+// becomes of v. It refuses a volume that a checkpoint cannot copy: a claim,
+// or a projection of anything but secrets and configMaps.
+func copySources(vc *VolumeCopy, v corev1.Volume, id string) (volumeFate, error) {
+	switch {
+	case v.Secret != nil:
+		vc.DefaultMode = modeOr(v.Secret.DefaultMode, corev1.SecretVolumeSourceDefaultMode)
+		vc.Sources = []CopySource{{Kind: "Secret", Name: v.Secret.SecretName, Items: v.Secret.Items, Optional: ptrTrue(v.Secret.Optional)}}
+	case v.ConfigMap != nil:
+		vc.DefaultMode = modeOr(v.ConfigMap.DefaultMode, corev1.ConfigMapVolumeSourceDefaultMode)
+		vc.Sources = []CopySource{{Kind: "ConfigMap", Name: v.ConfigMap.Name, Items: v.ConfigMap.Items, Optional: ptrTrue(v.ConfigMap.Optional)}}
+	case v.Projected != nil:
+		if hasToken(v.Projected) {
+			return dropVolume, nil
+		}
+		vc.DefaultMode = modeOr(v.Projected.DefaultMode, corev1.ProjectedVolumeSourceDefaultMode)
+		for _, src := range v.Projected.Sources {
+			switch {
+			case src.Secret != nil:
+				vc.Sources = append(vc.Sources, CopySource{Kind: "Secret", Name: src.Secret.Name, Items: src.Secret.Items, Optional: ptrTrue(src.Secret.Optional)})
+			case src.ConfigMap != nil:
+				vc.Sources = append(vc.Sources, CopySource{Kind: "ConfigMap", Name: src.ConfigMap.Name, Items: src.ConfigMap.Items, Optional: ptrTrue(src.ConfigMap.Optional)})
+			default:
+				return keepVolume, fmt.Errorf("pod %s projects volume %q from a source other than secrets and configMaps, which a checkpoint cannot copy", id, v.Name)
+			}
+		}
+	case v.PersistentVolumeClaim != nil || v.Ephemeral != nil:
+		return keepVolume, fmt.Errorf("pod %s mounts volume %q from a claim, which a static pod cannot reference", id, v.Name)
+	default:
+		return keepVolume, nil
+	}
+	return copyVolume, nil
+}
+
+// staticContainers refuses containers that read a secret or configMap
+// through their environment and makes the others start as a static pod:
+// without the dropped volumes' mounts and without the registry.
+func staticContainers(s *corev1.PodSpec, dropped []string, id string) error {
 	for _, cs := range [][]corev1.Container{s.InitContainers, s.Containers} {
 		for i := range cs {
 			c := &cs[i]
 			if err := checkEnv(c); err != nil {
-				return nil, nil, fmt.Errorf("pod %s/%s: %w", p.Namespace, parentName, err)
+				return fmt.Errorf("pod %s: %w", id, err)
 			}
 			c.VolumeMounts = withoutMounts(c.VolumeMounts, dropped)
 			// A checkpoint must start with the registry unreachable.
@@ -149,7 +206,7 @@ func Sanitize(parent *corev1.Pod, secretRoot string) (*corev1.Pod, []VolumeCopy,
 			}
 		}
 	}
-	return p, copies, nil
+	return nil
 }
 
 // ownAddress appends args, which bind the checkpoint to the pod's own address,
