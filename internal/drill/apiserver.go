@@ -15,7 +15,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/progress"
@@ -36,6 +38,8 @@ const (
 // DaemonSet pods that return in time) must serve the API again, the
 // DaemonSet must become whole, and the checkpoints must step down.
 type APIServer struct {
+	// Client reads and deletes; its requests must time out, or a half-dead
+	// API server stalls the drill.
 	Client kubernetes.Interface
 	// Probe reads the API once through the endpoint users have (kind's load
 	// balancer, say). It must give up quickly: it runs every Interval.
@@ -45,7 +49,8 @@ type APIServer struct {
 	// StatusInterval is between reads of the checkpointers' status.
 	StatusInterval time.Duration
 	Timeout        time.Duration // for each phase
-	Now            func() time.Time
+	// Clock times the drill and ticks the probe; nil is the real clock.
+	Clock clock.WithTicker
 	// Unsettled, when set, says what still fails verify's checks, or "".
 	// The drill waits for it last: a controller-manager or scheduler that
 	// led through the outage loses its lease, exits and is restarted.
@@ -115,8 +120,8 @@ func (d *APIServer) Preflight(ctx context.Context) ([]string, error) {
 		switch {
 		case err != nil:
 			problems = append(problems, err.Error())
-		case d.now().Sub(st.Updated) > statusFresh:
-			problems = append(problems, fmt.Sprintf("%s: the checkpointer last reported %s ago", n, d.now().Sub(st.Updated).Round(time.Second)))
+		case d.clock().Since(st.Updated) > statusFresh:
+			problems = append(problems, fmt.Sprintf("%s: the checkpointer last reported %s ago", n, d.clock().Since(st.Updated).Round(time.Second)))
 		case !st.HasInactive(p.Name):
 			problems = append(problems, fmt.Sprintf("%s: no inactive checkpoint of %s", n, p.Name))
 		default:
@@ -139,7 +144,7 @@ func (d *APIServer) Run(ctx context.Context) (*Result, error) {
 	}
 	r := &Result{}
 	step := d.Status.Start(fmt.Sprintf("Deleting all %d kube-apiserver pods at once", len(old)))
-	start := d.now()
+	start := d.clock().Now()
 	if err := d.deleteAll(ctx, old); err != nil {
 		step.End(err)
 		return r, err
@@ -171,26 +176,30 @@ func (d *APIServer) Run(ctx context.Context) (*Result, error) {
 
 // awaitSettled asks Unsettled every StatusInterval until nothing fails.
 func (d *APIServer) awaitSettled(ctx context.Context, step *progress.Step, start time.Time, r *Result) error {
-	for {
+	return d.poll(ctx, func(ctx context.Context) (bool, error) {
 		why, err := d.Unsettled(ctx)
 		if err != nil {
 			why = err.Error()
 		}
-		now := d.now()
+		now := d.clock().Now()
 		if why == "" {
 			r.Settled = Seconds(now.Sub(start))
-			return nil
+			return true, nil
 		}
 		step.Waiting("%s", why)
 		if now.Sub(start) > d.Timeout+r.SteppedDown.Duration() {
-			return fmt.Errorf("the checks did not pass within %s of the checkpoints stepping down: %s", d.Timeout, why)
+			return false, fmt.Errorf("the checks did not pass within %s of the checkpoints stepping down: %s", d.Timeout, why)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(d.StatusInterval):
-		}
-	}
+		return false, nil
+	})
+}
+
+// poll calls condition now, then StatusInterval after each call returns,
+// until it is done or fails. The pause follows each call rather than a fixed
+// rate, so that a slow API server is not read back to back. Each condition
+// holds its own deadline against the drill's clock, the one that measures.
+func (d *APIServer) poll(ctx context.Context, condition wait.ConditionWithContextFunc) error {
+	return wait.Backoff{Duration: d.StatusInterval}.DelayFunc().Until(ctx, true, true, condition)
 }
 
 // awaitRecovery probes the API every Interval until it answers and each
@@ -200,11 +209,13 @@ func (d *APIServer) awaitRecovery(ctx context.Context, step *progress.Step, star
 	lastOK, lastFail := start, time.Time{}
 	var lastErr error
 	var back []string
-	tick := time.NewTicker(d.Interval)
+	// A ticker, not a pause after each probe: the samples stay Interval
+	// apart however long a probe takes to fail.
+	tick := d.clock().NewTicker(d.Interval)
 	defer tick.Stop()
 	for {
 		perr := d.Probe(ctx)
-		now := d.now()
+		now := d.clock().Now()
 		r.Requests++
 		if gap := Seconds(now.Sub(lastOK)); gap > r.LongestGap {
 			r.LongestGap = gap // between two answers, or since the last one
@@ -244,7 +255,7 @@ func (d *APIServer) awaitRecovery(ctx context.Context, step *progress.Step, star
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-tick.C:
+		case <-tick.C():
 		}
 	}
 }
@@ -254,9 +265,8 @@ func (d *APIServer) awaitRecovery(ctx context.Context, step *progress.Step, star
 // deleted pods go once the API has reported them gone for the remove grace.
 func (d *APIServer) awaitStepDown(ctx context.Context, step *progress.Step, start time.Time, nodes []string, old []corev1.Pod, r *Result) error {
 	deleted := names(old)
-	var waiting []string
-	for {
-		waiting = waiting[:0]
+	return d.poll(ctx, func(ctx context.Context) (bool, error) {
+		var waiting []string
 		_, pods, err := d.read(ctx)
 		if err != nil {
 			waiting = append(waiting, err.Error())
@@ -280,22 +290,18 @@ func (d *APIServer) awaitStepDown(ctx context.Context, step *progress.Step, star
 				waiting = append(waiting, fmt.Sprintf("%s: an inactive checkpoint of %q", n, p))
 			}
 		}
-		now := d.now()
+		now := d.clock().Now()
 		if len(waiting) == 0 {
 			r.SteppedDown = Seconds(now.Sub(start))
-			return nil
+			return true, nil
 		}
 		sort.Strings(waiting)
 		step.Waiting("%s", strings.Join(waiting, "; "))
 		if now.Sub(start) > d.Timeout+r.DaemonSetReady.Duration() {
-			return fmt.Errorf("the checkpoints did not step down within %s of the DaemonSet being whole: %s", d.Timeout, strings.Join(waiting, "; "))
+			return false, fmt.Errorf("the checkpoints did not step down within %s of the DaemonSet being whole: %s", d.Timeout, strings.Join(waiting, "; "))
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(d.StatusInterval):
-		}
-	}
+		return false, nil
+	})
 }
 
 // deleteAll deletes the pods concurrently, so that no API server outlives
@@ -349,11 +355,11 @@ func (d *APIServer) read(ctx context.Context) ([]string, []corev1.Pod, error) {
 	return nodes, pods, nil
 }
 
-func (d *APIServer) now() time.Time {
-	if d.Now != nil {
-		return d.Now()
+func (d *APIServer) clock() clock.WithTicker {
+	if d.Clock != nil {
+		return d.Clock
 	}
-	return time.Now()
+	return clock.RealClock{}
 }
 
 // readyOn lists the nodes that run a Ready pod not among the deleted ones.

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/progress"
@@ -117,7 +118,7 @@ func TestPreflightRefusesWithFewerThanTwoReadyCheckpointsAndChangesNothing(t *te
 				objs = append(objs[:len(objs)-1], tt.status)
 			}
 			client := fake.NewClientset(objs...)
-			d := &APIServer{Client: client, Now: func() time.Time { return now }}
+			d := &APIServer{Client: client, Clock: testingclock.NewFakeClock(now)}
 			ready, err := d.Preflight(context.Background())
 			if len(ready) != tt.wantReady {
 				t.Errorf("ready on %v, want %d nodes", ready, tt.wantReady)
@@ -140,19 +141,20 @@ func TestPreflightRefusesWithFewerThanTwoReadyCheckpointsAndChangesNothing(t *te
 	}
 }
 
-// clock advances only when the fakes say time passes.
-type clock struct{ now time.Time }
-
-func (c *clock) Now() time.Time          { return c.now }
-func (c *clock) advance(d time.Duration) { c.now = c.now.Add(d) }
-func newDrill(client *fake.Clientset, c *clock, out *bytes.Buffer, probe func(context.Context) error) *APIServer {
+// newDrill probes every 250 ms of c, which moves only when the fakes step
+// it. The status waits pause a real millisecond.
+func newDrill(client *fake.Clientset, c *testingclock.FakeClock, out *bytes.Buffer, probe func(context.Context) error) *APIServer {
 	s := progress.NewStatus(out, false)
-	return &APIServer{Client: client, Probe: probe, Status: s, Interval: time.Millisecond, StatusInterval: time.Millisecond, Timeout: 2 * time.Second, Now: c.Now}
+	return &APIServer{Client: client, Probe: probe, Status: s, Interval: 250 * time.Millisecond, StatusInterval: time.Millisecond, Timeout: 2 * time.Second, Clock: c}
+}
+
+func newClock() *testingclock.FakeClock {
+	return testingclock.NewFakeClock(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
 }
 
 func TestRunMeasuresTheOutageAndWaitsForTheCheckpointsToStepDown(t *testing.T) {
-	c := &clock{now: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
-	client := fake.NewClientset(selfHosted(c.now)...)
+	c := newClock()
+	client := fake.NewClientset(selfHosted(c.Now())...)
 	ctx := context.Background()
 
 	// The API is down for the first four probes (250 ms apart); during the
@@ -161,7 +163,7 @@ func TestRunMeasuresTheOutageAndWaitsForTheCheckpointsToStepDown(t *testing.T) {
 	probes := 0
 	probe := func(context.Context) error {
 		probes++
-		c.advance(250 * time.Millisecond)
+		c.Step(250 * time.Millisecond)
 		if probes == 3 {
 			for i, n := range controlPlane {
 				p := apiPod("kube-apiserver-new"+string(rune('a'+i)), n)
@@ -185,7 +187,7 @@ func TestRunMeasuresTheOutageAndWaitsForTheCheckpointsToStepDown(t *testing.T) {
 		if statusReads <= 3 {
 			next["cp-1"]["kube-apiserver-a"] = checkpoint.PhaseActive
 		}
-		return true, statusMap(c.now, next), nil
+		return true, statusMap(c.Now(), next), nil
 	})
 
 	// Once the checkpoints step down, the scheduler that led is restarting
@@ -195,7 +197,7 @@ func TestRunMeasuresTheOutageAndWaitsForTheCheckpointsToStepDown(t *testing.T) {
 	d := newDrill(client, c, &out, probe)
 	d.Unsettled = func(context.Context) (string, error) {
 		unsettled++
-		c.advance(time.Second)
+		c.Step(time.Second)
 		if unsettled <= 2 {
 			return "kube-scheduler: 2 of 3 replicas ready", nil
 		}
@@ -247,10 +249,10 @@ func TestRunMeasuresTheOutageAndWaitsForTheCheckpointsToStepDown(t *testing.T) {
 }
 
 func TestRunGivesUpWhenTheAPIStaysDown(t *testing.T) {
-	c := &clock{now: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
-	client := fake.NewClientset(selfHosted(c.now)...)
+	c := newClock()
+	client := fake.NewClientset(selfHosted(c.Now())...)
 	probe := func(context.Context) error {
-		c.advance(250 * time.Millisecond)
+		c.Step(250 * time.Millisecond)
 		return errors.New("connection refused")
 	}
 	var out bytes.Buffer
@@ -264,15 +266,15 @@ func TestRunGivesUpWhenTheAPIStaysDown(t *testing.T) {
 }
 
 func TestSettlingGivesUpAfterTheTimeout(t *testing.T) {
-	c := &clock{now: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	c := newClock()
 	var out bytes.Buffer
 	d := newDrill(fake.NewClientset(), c, &out, nil)
 	d.Unsettled = func(context.Context) (string, error) {
-		c.advance(time.Second)
+		c.Step(time.Second)
 		return "kube-controller-manager: 2 of 3 replicas ready", nil
 	}
 	r := &Result{SteppedDown: Seconds(10 * time.Second)}
-	err := d.awaitSettled(context.Background(), d.Status.Start("Waiting for every check to pass"), c.now, r)
+	err := d.awaitSettled(context.Background(), d.Status.Start("Waiting for every check to pass"), c.Now(), r)
 	if err == nil || !strings.Contains(err.Error(), "did not pass within 2s of the checkpoints stepping down: kube-controller-manager: 2 of 3 replicas ready") {
 		t.Fatalf("err = %v, want the failing check named", err)
 	}

@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/check"
 )
 
 // Supported Kubernetes versions: --permit-port-sharing on every component
@@ -38,41 +40,53 @@ var permissions = []authorizationv1.ResourceAttributes{
 	{Verb: "list", Resource: "nodes"},
 }
 
-// Preflight checks everything the pivot needs, changing nothing. A cluster
-// that is partly pivoted passes, so an interrupted run can resume.
+// Preflight checks everything the pivot needs, changing nothing, and stops
+// at the first failure. A cluster that is partly pivoted passes, so an
+// interrupted run can resume.
 func Preflight(ctx context.Context, client kubernetes.Interface, c *Cluster) error {
-	if err := checkVersion(client); err != nil {
-		return err
-	}
-	if err := checkPermissions(ctx, client); err != nil {
-		return err
-	}
-	return checkShape(ctx, client, c)
+	_, err := check.UntilFailure(ctx, preflightChecks(client, c)...)
+	return err
 }
 
-func checkVersion(client kubernetes.Interface) error {
-	info, err := client.Discovery().ServerVersion()
+// preflightChecks are bootstrap's checks, the most basic first.
+func preflightChecks(client kubernetes.Interface, c *Cluster) []check.Checker {
+	p := &preflight{client: client, cluster: c}
+	return []check.Checker{
+		check.Named("version", p.checkVersion),
+		check.Named("permissions", p.checkPermissions),
+		check.Named("control-plane shape", p.checkShape),
+	}
+}
+
+// preflight is what bootstrap's checks read.
+type preflight struct {
+	client  kubernetes.Interface
+	cluster *Cluster
+}
+
+func (p *preflight) checkVersion(context.Context) (string, error) {
+	info, err := p.client.Discovery().ServerVersion()
 	if err != nil {
-		return fmt.Errorf("cannot read the server version: %w", err)
+		return "", fmt.Errorf("cannot read the server version: %w", err)
 	}
 	v, err := version.ParseGeneric(info.GitVersion)
 	if err != nil {
-		return fmt.Errorf("the server reports version %q, which does not parse", info.GitVersion)
+		return "", fmt.Errorf("the server reports version %q, which does not parse", info.GitVersion)
 	}
 	if v.LessThan(minVersion) || v.Major() != 1 || v.Minor() > maxMinor {
-		return fmt.Errorf("Kubernetes %s is not supported: bootstrap supports v1.33 to v1.%d", info.GitVersion, maxMinor)
+		return "", fmt.Errorf("Kubernetes %s is not supported: bootstrap supports v1.33 to v1.%d", info.GitVersion, maxMinor)
 	}
-	return nil
+	return "Kubernetes " + info.GitVersion, nil
 }
 
-func checkPermissions(ctx context.Context, client kubernetes.Interface) error {
+func (p *preflight) checkPermissions(ctx context.Context) (string, error) {
 	var missing []string
 	for _, attr := range permissions {
-		r, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+		r, err := p.client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
 			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &attr},
 		}, metav1.CreateOptions{})
 		if err != nil {
-			return fmt.Errorf("cannot check permissions: %w", err)
+			return "", fmt.Errorf("cannot check permissions: %w", err)
 		}
 		if !r.Status.Allowed {
 			what := attr.Resource
@@ -89,29 +103,30 @@ func checkPermissions(ctx context.Context, client kubernetes.Interface) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("you may not %s; bootstrap needs a cluster administrator", strings.Join(missing, ", "))
+		return "", fmt.Errorf("you may not %s; bootstrap needs a cluster administrator", strings.Join(missing, ", "))
 	}
-	return nil
+	return fmt.Sprintf("allowed all %d actions bootstrap takes", len(permissions)), nil
 }
 
 // checkShape wants, for every component on every control-plane node, either
 // kubeadm's static pod or the self-hosted workload.
-func checkShape(ctx context.Context, client kubernetes.Interface, c *Cluster) error {
+func (p *preflight) checkShape(ctx context.Context) (string, error) {
+	c := p.cluster
 	if len(c.ControlPlane) == 0 {
-		return fmt.Errorf("no node carries the %s label: this is not a kubeadm-shaped cluster", ControlPlaneLabel)
+		return "", fmt.Errorf("no node carries the %s label: this is not a kubeadm-shaped cluster", ControlPlaneLabel)
 	}
 	for _, comp := range Components {
-		hosted, err := workloadExists(ctx, client, comp)
+		hosted, err := workloadExists(ctx, p.client, comp)
 		if err != nil {
-			return err
+			return "", err
 		}
 		for _, n := range c.ControlPlane {
 			if c.Mirror[comp][n] == nil && !hosted {
-				return fmt.Errorf("control-plane node %s runs no static %s and no self-hosted one exists: this is not a kubeadm-shaped control plane", n, comp)
+				return "", fmt.Errorf("control-plane node %s runs no static %s and no self-hosted one exists: this is not a kubeadm-shaped control plane", n, comp)
 			}
 		}
 	}
-	return nil
+	return fmt.Sprintf("%s static or self-hosted on all %d control-plane nodes", strings.Join(Components, ", "), len(c.ControlPlane)), nil
 }
 
 func workloadExists(ctx context.Context, client kubernetes.Interface, component string) (bool, error) {

@@ -2,6 +2,7 @@ package pivot
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -13,6 +14,8 @@ import (
 	fakediscovery "k8s.io/client-go/discovery/fake"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/check"
 )
 
 const kubeadmConfig = `apiVersion: kubeadm.k8s.io/v1beta4
@@ -132,5 +135,44 @@ func TestPreflightRefusals(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Preflight refuses on the first failing check and asks nothing more: an
+// unsupported server is not sent an access review.
+func TestPreflightStopsAtTheFirstFailure(t *testing.T) {
+	client := kubeadmCluster(t, nil)
+	client.Discovery().(*fakediscovery.FakeDiscovery).FakedServerVersion = &version.Info{GitVersion: "v1.29.4"}
+	allow(client, func(*authorizationv1.ResourceAttributes) bool { return false })
+	_, err := discoverAndCheck(t, client)
+	if err == nil || !strings.HasPrefix(err.Error(), "Kubernetes v1.29.4 is not supported") {
+		t.Fatalf("want the version refused, got %v", err)
+	}
+	for _, a := range client.Actions() {
+		if a.GetResource().Resource == "selfsubjectaccessreviews" {
+			t.Fatal("preflight went on to check permissions after the version failed")
+		}
+	}
+}
+
+func TestPreflightChecksSayWhatTheyFound(t *testing.T) {
+	client := kubeadmCluster(t, nil)
+	c, err := Discover(context.Background(), client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := check.All(context.Background(), preflightChecks(client, c)...)
+	want := map[string]string{
+		"version":             "Kubernetes v1.37.2",
+		"permissions":         fmt.Sprintf("allowed all %d actions bootstrap takes", len(permissions)),
+		"control-plane shape": "kube-apiserver, kube-controller-manager, kube-scheduler static or self-hosted on all 3 control-plane nodes",
+	}
+	if len(results) != len(want) {
+		t.Errorf("%d results, want %d", len(results), len(want))
+	}
+	for name, detail := range want {
+		if res, ok := results.Find(name); !ok || !res.Passed || res.Detail != detail {
+			t.Errorf("%s: %+v, want passed with %q", name, res, detail)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -11,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/check"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
@@ -21,6 +23,47 @@ const (
 	FlannelNamespace      = "kube-flannel"
 	FlannelDaemonSet      = "kube-flannel-ds"
 )
+
+// apiServerCheck names the check a self-hosted control plane hinges on.
+const apiServerCheck = "kube-apiserver"
+
+// checks are the checks that only read the API.
+func (c *cluster) checks() []check.Checker {
+	checks := []check.Checker{
+		check.Named("nodes", c.checkNodes),
+		check.Named(apiServerCheck, c.checkAPIServer),
+	}
+	for _, name := range []string{"kube-controller-manager", "kube-scheduler"} {
+		checks = append(checks,
+			check.Named(name, func(ctx context.Context) (string, error) { return c.checkDeployment(ctx, name) }),
+			check.Named(name+" PDB", func(ctx context.Context) (string, error) { return c.checkPDB(ctx, name) }))
+	}
+	return append(checks,
+		check.Named("pod-checkpointer", c.checkCheckpointers),
+		check.Named("apiserver checkpoints", c.checkCheckpoints),
+		check.Named("flannel", c.checkFlannel))
+}
+
+// missingError is the failure of a check whose object does not exist.
+type missingError struct{ kind, namespace, name string }
+
+func (e *missingError) Error() string {
+	return fmt.Sprintf("no %s %s/%s", e.kind, e.namespace, e.name)
+}
+
+// isMissing says whether a check failed because its object does not exist.
+func isMissing(err error) bool {
+	var missing *missingError
+	return errors.As(err, &missing)
+}
+
+// readError is why a check could not read the object it checks.
+func readError(kind, namespace, name string, err error) error {
+	if apierrors.IsNotFound(err) {
+		return &missingError{kind: kind, namespace: namespace, name: name}
+	}
+	return fmt.Errorf("cannot read %s: %w", kind, err)
+}
 
 // staticComponents names the control-plane components that still have a
 // static pod (a mirror pod that is not a checkpoint) somewhere.
@@ -41,19 +84,7 @@ func staticComponents(c *cluster) []string {
 	return out
 }
 
-// staticNodes lists the nodes where component still runs from a static manifest.
-func staticNodes(c *cluster, component string) []string {
-	var out []string
-	for i := range c.pods {
-		if p := &c.pods[i]; p.Labels["component"] == component && checkpoint.IsStaticMirror(p) {
-			out = append(out, p.Spec.NodeName)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-func checkNodes(c *cluster) Result {
+func (c *cluster) checkNodes(context.Context) (string, error) {
 	var notReady []string
 	for i := range c.nodes {
 		if !kube.NodeReady(&c.nodes[i]) {
@@ -61,28 +92,25 @@ func checkNodes(c *cluster) Result {
 		}
 	}
 	if len(c.nodes) == 0 {
-		return fail("nodes", "no nodes registered")
+		return "", errors.New("no nodes registered")
 	}
 	if len(notReady) > 0 {
-		return fail("nodes", "not Ready: %s", strings.Join(notReady, ", "))
+		return "", fmt.Errorf("not Ready: %s", strings.Join(notReady, ", "))
 	}
-	return pass("nodes", "%d of %d Ready (%d control-plane)", len(c.nodes), len(c.nodes), len(c.controlPlane))
+	return fmt.Sprintf("%d of %d Ready (%d control-plane)", len(c.nodes), len(c.nodes), len(c.controlPlane)), nil
 }
 
 // checkAPIServer wants the DaemonSet ready with one pod per control-plane
 // node, and no static kube-apiserver manifest left behind.
-func (v *Verifier) checkAPIServer(ctx context.Context, c *cluster) Result {
+func (c *cluster) checkAPIServer(ctx context.Context) (string, error) {
 	const name = "kube-apiserver"
-	ds, err := v.Client.AppsV1().DaemonSets(Namespace).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return fail(name, "no DaemonSet %s/%s", Namespace, name)
-	}
+	ds, err := c.client.AppsV1().DaemonSets(Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return fail(name, "cannot read DaemonSet: %v", err)
+		return "", readError("DaemonSet", Namespace, name, err)
 	}
 	st := ds.Status
 	if st.DesiredNumberScheduled == 0 || st.NumberReady != st.DesiredNumberScheduled {
-		return fail(name, "DaemonSet %d of %d ready", st.NumberReady, st.DesiredNumberScheduled)
+		return "", fmt.Errorf("DaemonSet %d of %d ready", st.NumberReady, st.DesiredNumberScheduled)
 	}
 	perNode := map[string]int{}
 	for i := range c.pods {
@@ -98,52 +126,57 @@ func (v *Verifier) checkAPIServer(ctx context.Context, c *cluster) Result {
 		}
 	}
 	if len(missing) > 0 {
-		return fail(name, "want one ready pod per control-plane node: %s", strings.Join(missing, ", "))
+		return "", fmt.Errorf("want one ready pod per control-plane node: %s", strings.Join(missing, ", "))
 	}
-	if left := staticNodes(c, name); len(left) > 0 {
-		return fail(name, "static manifest still present on %s", strings.Join(left, ", "))
+	if err := c.noStaticManifest(name); err != nil {
+		return "", err
 	}
-	return pass(name, "DaemonSet %d/%d ready, one per control-plane node, no static manifest", st.NumberReady, st.DesiredNumberScheduled)
+	return fmt.Sprintf("DaemonSet %d/%d ready, one per control-plane node, no static manifest", st.NumberReady, st.DesiredNumberScheduled), nil
 }
 
-func (v *Verifier) checkDeployment(ctx context.Context, c *cluster, name string) Result {
-	d, err := v.Client.AppsV1().Deployments(Namespace).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return fail(name, "no Deployment %s/%s", Namespace, name)
-	}
+func (c *cluster) checkDeployment(ctx context.Context, name string) (string, error) {
+	d, err := c.client.AppsV1().Deployments(Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return fail(name, "cannot read Deployment: %v", err)
+		return "", readError("Deployment", Namespace, name, err)
 	}
 	want := int32(1)
 	if d.Spec.Replicas != nil {
 		want = *d.Spec.Replicas
 	}
 	if want == 0 || d.Status.ReadyReplicas != want {
-		return fail(name, "Deployment %d of %d ready", d.Status.ReadyReplicas, want)
+		return "", fmt.Errorf("Deployment %d of %d ready", d.Status.ReadyReplicas, want)
 	}
-	if left := staticNodes(c, name); len(left) > 0 {
-		return fail(name, "static manifest still present on %s", strings.Join(left, ", "))
+	if err := c.noStaticManifest(name); err != nil {
+		return "", err
 	}
-	return pass(name, "Deployment %d/%d ready, no static manifest", d.Status.ReadyReplicas, want)
+	return fmt.Sprintf("Deployment %d/%d ready, no static manifest", d.Status.ReadyReplicas, want), nil
 }
 
-func (v *Verifier) checkPDB(ctx context.Context, name string) Result {
-	check := name + " PDB"
-	pdb, err := v.Client.PolicyV1().PodDisruptionBudgets(Namespace).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return fail(check, "no PodDisruptionBudget %s/%s", Namespace, name)
+// noStaticManifest fails when component still runs from a static manifest.
+func (c *cluster) noStaticManifest(component string) error {
+	var left []string
+	for i := range c.pods {
+		if p := &c.pods[i]; p.Labels["component"] == component && checkpoint.IsStaticMirror(p) {
+			left = append(left, p.Spec.NodeName)
+		}
 	}
+	if len(left) > 0 {
+		sort.Strings(left)
+		return fmt.Errorf("static manifest still present on %s", strings.Join(left, ", "))
+	}
+	return nil
+}
+
+func (c *cluster) checkPDB(ctx context.Context, name string) (string, error) {
+	pdb, err := c.client.PolicyV1().PodDisruptionBudgets(Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return fail(check, "cannot read PodDisruptionBudget: %v", err)
+		return "", readError("PodDisruptionBudget", Namespace, name, err)
 	}
-	return pass(check, "PodDisruptionBudget present (%d healthy, %d disruptions allowed)", pdb.Status.CurrentHealthy, pdb.Status.DisruptionsAllowed)
+	return fmt.Sprintf("PodDisruptionBudget present (%d healthy, %d disruptions allowed)", pdb.Status.CurrentHealthy, pdb.Status.DisruptionsAllowed), nil
 }
 
-// checkCheckpointer wants a ready checkpointer on every control-plane node,
-// each holding an inactive checkpoint of its node's API server pod, and each
-// having reported since its kubelet last started.
-func (v *Verifier) checkCheckpointer(ctx context.Context, c *cluster) []Result {
-	const name = "pod-checkpointer"
+// checkCheckpointers wants a ready checkpointer on every control-plane node.
+func (c *cluster) checkCheckpointers(context.Context) (string, error) {
 	readyOn := map[string]bool{}
 	for i := range c.pods {
 		if p := &c.pods[i]; kube.OwnedBy(p, "DaemonSet", CheckpointerDaemonSet) && kube.PodReady(p) {
@@ -156,10 +189,16 @@ func (v *Verifier) checkCheckpointer(ctx context.Context, c *cluster) []Result {
 			notReady = append(notReady, n)
 		}
 	}
-	results := []Result{pass(name, "Ready on all %d control-plane nodes", len(c.controlPlane))}
 	if len(c.controlPlane) == 0 || len(notReady) > 0 {
-		results[0] = fail(name, "not Ready on %s", strings.Join(notReady, ", "))
+		return "", fmt.Errorf("not Ready on %s", strings.Join(notReady, ", "))
 	}
+	return fmt.Sprintf("Ready on all %d control-plane nodes", len(c.controlPlane)), nil
+}
+
+// checkCheckpoints wants each control-plane node's checkpointer to hold an
+// inactive checkpoint of its node's API server pod, and to have reported
+// since its kubelet last started.
+func (c *cluster) checkCheckpoints(ctx context.Context) (string, error) {
 	apiPods := map[string]string{} // node -> API server pod
 	for i := range c.pods {
 		if p := &c.pods[i]; kube.OwnedBy(p, "DaemonSet", "kube-apiserver") {
@@ -168,7 +207,7 @@ func (v *Verifier) checkCheckpointer(ctx context.Context, c *cluster) []Result {
 	}
 	var problems []string
 	for _, n := range c.controlPlane {
-		st, err := checkpoint.ReadNodeStatus(ctx, v.Client.CoreV1().ConfigMaps(Namespace), n)
+		st, err := checkpoint.ReadNodeStatus(ctx, c.client.CoreV1().ConfigMaps(Namespace), n)
 		if err != nil {
 			problems = append(problems, err.Error())
 			continue
@@ -183,36 +222,31 @@ func (v *Verifier) checkCheckpointer(ctx context.Context, c *cluster) []Result {
 		}
 	}
 	if len(problems) > 0 {
-		return append(results, fail("apiserver checkpoints", "%s", strings.Join(slices.Compact(problems), "; ")))
+		return "", errors.New(strings.Join(slices.Compact(problems), "; "))
 	}
-	return append(results, pass("apiserver checkpoints", "an inactive checkpoint of the API server on each of %d nodes", len(c.controlPlane)))
+	return fmt.Sprintf("an inactive checkpoint of the API server on each of %d nodes", len(c.controlPlane)), nil
 }
 
-func (v *Verifier) checkFlannel(ctx context.Context, c *cluster) Result {
-	const check = "flannel"
-	ds, err := v.Client.AppsV1().DaemonSets(FlannelNamespace).Get(ctx, FlannelDaemonSet, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return fail(check, "no DaemonSet %s/%s", FlannelNamespace, FlannelDaemonSet)
-	}
+func (c *cluster) checkFlannel(ctx context.Context) (string, error) {
+	ds, err := c.client.AppsV1().DaemonSets(FlannelNamespace).Get(ctx, FlannelDaemonSet, metav1.GetOptions{})
 	if err != nil {
-		return fail(check, "cannot read DaemonSet: %v", err)
+		return "", readError("DaemonSet", FlannelNamespace, FlannelDaemonSet, err)
 	}
 	st := ds.Status
 	if int(st.NumberReady) != len(c.nodes) || st.NumberReady != st.DesiredNumberScheduled {
-		return fail(check, "%d of %d nodes have a ready flannel pod", st.NumberReady, len(c.nodes))
+		return "", fmt.Errorf("%d of %d nodes have a ready flannel pod", st.NumberReady, len(c.nodes))
 	}
-	return pass(check, "ready on all %d nodes", st.NumberReady)
+	return fmt.Sprintf("ready on all %d nodes", st.NumberReady), nil
 }
 
-func (v *Verifier) checkDNS(ctx context.Context) Result {
-	const check = "dns"
+func (v *Verifier) checkDNS(ctx context.Context) (string, error) {
 	if v.DNS == nil {
-		return fail(check, "no DNS probe configured")
+		return "", errors.New("no DNS probe configured")
 	}
 	name := "kubernetes.default.svc." + v.ClusterDomain
 	addr, err := v.DNS.Resolve(ctx, name)
 	if err != nil {
-		return fail(check, "%s did not resolve from a probe pod: %v", name, err)
+		return "", fmt.Errorf("%s did not resolve from a probe pod: %w", name, err)
 	}
-	return pass(check, "%s resolves to %s from a probe pod", name, addr)
+	return fmt.Sprintf("%s resolves to %s from a probe pod", name, addr), nil
 }

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/check"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 )
 
@@ -23,20 +24,13 @@ const (
 	ControlPlaneLabel = kube.ControlPlaneLabel
 )
 
-// Result is one line of the report.
-type Result struct {
-	Check  string `json:"check"`
-	Passed bool   `json:"passed"`
-	Detail string `json:"detail"`
-}
-
 // Report is the outcome of every check.
 type Report struct {
 	// SelfHosted is false when the control plane still runs as static pods.
-	SelfHosted bool     `json:"selfHosted"`
-	Summary    string   `json:"summary"`
-	Passed     bool     `json:"passed"`
-	Results    []Result `json:"results"`
+	SelfHosted bool          `json:"selfHosted"`
+	Summary    string        `json:"summary"`
+	Passed     bool          `json:"passed"`
+	Results    check.Results `json:"results"`
 }
 
 // DNSProber resolves a name from inside the cluster.
@@ -51,8 +45,10 @@ type Verifier struct {
 	ClusterDomain string
 }
 
-// cluster is what the checks read, fetched once.
+// cluster is what the checks read, fetched once, and the client for the
+// rest.
 type cluster struct {
+	client       kubernetes.Interface
 	nodes        []corev1.Node
 	controlPlane []string // node names
 	pods         []corev1.Pod
@@ -67,33 +63,21 @@ func (v *Verifier) Run(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{Results: append(v.readChecks(ctx, c), v.checkDNS(ctx))}
+	results := check.All(ctx, append(c.checks(), check.Named("dns", v.checkDNS))...)
+	r := &Report{Results: results, Passed: results.Passed()}
 
 	static := staticComponents(c)
-	r.SelfHosted = len(static) == 0 && r.Results[1].Passed
-	r.Passed = true
-	for _, res := range r.Results {
-		r.Passed = r.Passed && res.Passed
-	}
+	apiServer, _ := results.Find(apiServerCheck)
+	r.SelfHosted = len(static) == 0 && apiServer.Passed
 	switch {
-	case len(static) > 0 && !hasWorkload(r, "kube-apiserver"):
+	case len(static) > 0 && isMissing(apiServer.Err):
 		r.Summary = fmt.Sprintf("This control plane is not self-hosted: %s still run as static pods. Run `kubectl selfhost bootstrap` to pivot it.", strings.Join(static, ", "))
 	case r.Passed:
-		r.Summary = fmt.Sprintf("The control plane is self-hosted and every check passed (%d checks).", len(r.Results))
+		r.Summary = fmt.Sprintf("The control plane is self-hosted and every check passed (%d checks).", len(results))
 	default:
-		r.Summary = fmt.Sprintf("%d of %d checks failed.", failed(r), len(r.Results))
+		r.Summary = fmt.Sprintf("%d of %d checks failed.", results.Failed(), len(results))
 	}
 	return r, nil
-}
-
-// readChecks are the checks that only read the API.
-func (v *Verifier) readChecks(ctx context.Context, c *cluster) []Result {
-	out := []Result{checkNodes(c), v.checkAPIServer(ctx, c)}
-	for _, name := range []string{"kube-controller-manager", "kube-scheduler"} {
-		out = append(out, v.checkDeployment(ctx, c, name), v.checkPDB(ctx, name))
-	}
-	out = append(out, v.checkCheckpointer(ctx, c)...)
-	return append(out, v.checkFlannel(ctx, c))
 }
 
 // Failing says which checks fail and why, or "" when none does. It leaves
@@ -103,21 +87,11 @@ func (v *Verifier) Failing(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return failing(v.readChecks(ctx, c)), nil
+	return check.All(ctx, c.checks()...).Failing(), nil
 }
 
 // Failing says which checks failed and why, or "" when none did.
-func (r *Report) Failing() string { return failing(r.Results) }
-
-func failing(results []Result) string {
-	var out []string
-	for _, res := range results {
-		if !res.Passed {
-			out = append(out, res.Check+": "+res.Detail)
-		}
-	}
-	return strings.Join(out, "; ")
-}
+func (r *Report) Failing() string { return r.Results.Failing() }
 
 func (v *Verifier) read(ctx context.Context) (*cluster, error) {
 	nodes, err := v.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
@@ -128,7 +102,7 @@ func (v *Verifier) read(ctx context.Context) (*cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot list pods in %s: %w", Namespace, err)
 	}
-	c := &cluster{nodes: nodes.Items, pods: pods.Items, kubeletStarted: kubeletStarts(ctx, v.Client)}
+	c := &cluster{client: v.Client, nodes: nodes.Items, pods: pods.Items, kubeletStarted: kubeletStarts(ctx, v.Client)}
 	for _, n := range nodes.Items {
 		if _, ok := n.Labels[ControlPlaneLabel]; ok {
 			c.controlPlane = append(c.controlPlane, n.Name)
@@ -163,31 +137,4 @@ func kubeletStarts(ctx context.Context, client kubernetes.Interface) map[string]
 		}
 	}
 	return out
-}
-
-func failed(r *Report) int {
-	n := 0
-	for _, res := range r.Results {
-		if !res.Passed {
-			n++
-		}
-	}
-	return n
-}
-
-func hasWorkload(r *Report, component string) bool {
-	for _, res := range r.Results {
-		if res.Check == component && !strings.HasPrefix(res.Detail, "no ") {
-			return true
-		}
-	}
-	return false
-}
-
-func pass(check, format string, args ...any) Result {
-	return Result{Check: check, Passed: true, Detail: fmt.Sprintf(format, args...)}
-}
-
-func fail(check, format string, args ...any) Result {
-	return Result{Check: check, Detail: fmt.Sprintf(format, args...)}
 }

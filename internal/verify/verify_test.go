@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/check"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
@@ -161,13 +162,11 @@ func named(name string) func(runtime.Object) bool {
 	return func(o runtime.Object) bool { return o.(metav1.Object).GetName() == name }
 }
 
-func result(r *Report, check string) Result {
-	for _, res := range r.Results {
-		if res.Check == check {
-			return res
-		}
+func result(r *Report, name string) check.Result {
+	if res, ok := r.Results.Find(name); ok {
+		return res
 	}
-	return Result{Check: check, Detail: "missing"}
+	return check.Result{Check: name, Detail: "missing"}
 }
 
 func TestSelfHostedClusterPasses(t *testing.T) {
@@ -193,6 +192,23 @@ func TestKubeadmClusterIsPlainlyNotSelfHosted(t *testing.T) {
 	}
 	if !result(r, "nodes").Passed {
 		t.Error("the nodes are Ready, yet the nodes check failed")
+	}
+}
+
+// Once the API server DaemonSet exists, static pods left over are a failed
+// check like any other, not a cluster that was never pivoted.
+func TestPartlyPivotedClusterListsWhatFails(t *testing.T) {
+	w := kubeadm()
+	w.objs = append(w.objs, ds(Namespace, "kube-apiserver", 3, 3))
+	r := w.run(t)
+	if r.Passed || r.SelfHosted {
+		t.Fatal("a partly pivoted control plane passed verify")
+	}
+	if want := fmt.Sprintf("%d of %d checks failed.", r.Results.Failed(), len(r.Results)); r.Summary != want {
+		t.Errorf("summary %q, want %q", r.Summary, want)
+	}
+	if got := result(r, "kube-apiserver").Detail; !strings.HasPrefix(got, "want one ready pod per control-plane node") {
+		t.Errorf("kube-apiserver: %q, want the missing pods named", got)
 	}
 }
 

@@ -2,13 +2,20 @@ package cmd
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/check"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/drill"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/verify"
 )
 
 func TestVerifyDrillFlagsAreCheckedFirst(t *testing.T) {
@@ -51,5 +58,65 @@ func TestVerifyDrillAsksOrNeedsYes(t *testing.T) {
 		if a.GetVerb() != "get" && a.GetVerb() != "list" {
 			t.Errorf("a refused drill did %s %s", a.GetVerb(), a.GetResource().Resource)
 		}
+	}
+}
+
+// printed is a failed drill and its report, printed as the flags ask.
+func printed(t *testing.T, output string) string {
+	t.Helper()
+	server := "https://selfhost-lb:6443"
+	flags := genericclioptions.NewConfigFlags(false)
+	flags.APIServer = &server
+	streams, _, out, _ := genericiooptions.NewTestIOStreams()
+	o := &VerifyOptions{IOStreams: streams, configFlags: flags, Output: output}
+	report := &verify.Report{Summary: "1 of 2 checks failed.", Results: check.Results{
+		{Check: "nodes", Passed: true, Detail: "4 of 4 Ready (3 control-plane)"},
+		{Check: "kube-scheduler PDB", Detail: "no PodDisruptionBudget kube-system/kube-scheduler"},
+	}}
+	outcome := &drillOutcome{Name: "apiserver", MaxRecovery: drill.Seconds(45 * time.Second), Error: "the API came back after 50s, over --max-recovery 45s",
+		Result: &drill.Result{
+			Deleted: []string{"kube-apiserver-a", "kube-apiserver-b"}, Requests: 240, FailedRequests: 200,
+			LongestGap: drill.Seconds(50 * time.Second), APIBack: drill.Seconds(50 * time.Second), APISteady: drill.Seconds(51 * time.Second),
+			DaemonSetReady: drill.Seconds(60 * time.Second), SteppedDown: drill.Seconds(70 * time.Second),
+		}}
+	if err := o.print(report, outcome); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
+func TestVerifyPrintsTheDrillThenOneLinePerCheck(t *testing.T) {
+	want := `Drill apiserver: FAIL
+  deleted 2 kube-apiserver pods: kube-apiserver-a, kube-apiserver-b
+  API through https://selfhost-lb:6443: back after 50s (limit 45s), steady after 51s; 200 of 240 requests failed, longest gap 50s
+  new API server pods Ready on every control-plane node after 1m0s
+  checkpoints stepped down after 1m10s
+  the API came back after 50s, over --max-recovery 45s
+
+CHECK               STATUS  DETAIL
+nodes               PASS    4 of 4 Ready (3 control-plane)
+kube-scheduler PDB  FAIL    no PodDisruptionBudget kube-system/kube-scheduler
+1 of 2 checks failed.
+`
+	if got := printed(t, ""); got != want {
+		t.Errorf("printed:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestVerifyJSONPutsTheDrillUnderDrill(t *testing.T) {
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(printed(t, "json")), &doc); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := doc["drill"].(map[string]any)
+	if d["name"] != "apiserver" || d["passed"] != false || d["apiBackSeconds"] != 50.0 || d["maxRecoverySeconds"] != 45.0 || d["settledSeconds"] != 0.0 {
+		t.Errorf("drill %v", d)
+	}
+	results, _ := doc["results"].([]any)
+	if len(results) != 2 || doc["summary"] != "1 of 2 checks failed." || doc["passed"] != false {
+		t.Errorf("report %v", doc)
+	}
+	if r, _ := results[1].(map[string]any); len(r) != 3 || r["check"] != "kube-scheduler PDB" || r["passed"] != false {
+		t.Errorf("result %v: want check, passed and detail only", r)
 	}
 }
