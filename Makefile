@@ -17,7 +17,7 @@ build: ## build bin/kubectl-selfhost and bin/pod-checkpointer
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/pod-checkpointer ./cmd/pod-checkpointer
 
 unit: ## fast tests, no Docker
-	CGO_ENABLED=1 $(GO) test -race -count=1 ./cmd/... ./plugin/... ./internal/... ./manifests/... ./e2e/images/envoy/... ./krew/...
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./cmd/... ./plugin/... ./internal/... ./manifests/... ./hack/images/envoy/... ./krew/...
 
 test: unit e2e ## everything CI runs: unit tests, then the e2e suite on an HA kind cluster
 
@@ -37,7 +37,7 @@ export E2E_NODE_IMAGE
 E2E_FLAGS ?=
 
 images: ## build every e2e image offline, skipping those whose inputs are unchanged
-	@start=$$(date +%s); e2e/images/build.sh; echo "make images: $$(( $$(date +%s) - start ))s"
+	@start=$$(date +%s); hack/images/build.sh; echo "make images: $$(( $$(date +%s) - start ))s"
 
 kind: ## build bin/kind from the sigs.k8s.io/kind that go.mod pins
 	$(GO) build -trimpath -o bin/kind sigs.k8s.io/kind
@@ -47,7 +47,7 @@ e2e: images build kind ## HA kind cluster from the local images, then the e2e su
 	  echo "make e2e: suite $$(( $$(date +%s) - start ))s"; exit $$rc
 
 demo: images build kind ## HA kind cluster -> bootstrap -> verify (the cluster stays up)
-	e2e/demo.sh
+	hack/demo.sh
 
 clean: ## remove build outputs
 	rm -rf bin dist

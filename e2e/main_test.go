@@ -37,7 +37,7 @@ const (
 	kindConfig   = "kind-ha.yaml"
 	artifactsDir = "_artifacts"
 
-	// Test workload images, built by e2e/images/build.sh.
+	// Test workload images, built by hack/images/build.sh.
 	agnhostImage = "registry.k8s.io/e2e-test-images/agnhost:2.66.1"
 	busyboxImage = "docker.io/library/busybox:1.36"
 )

@@ -7,11 +7,11 @@
 # code, the wrapper module's go.mod/go.sum, build flags, base images) and is
 # skipped when an image with that hash is already present.
 #
-# Usage: e2e/images/build.sh            (E2E_NODE_IMAGE names the node image)
+# Usage: hack/images/build.sh            (E2E_NODE_IMAGE names the node image)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-HERE=$ROOT/e2e/images
+HERE=$ROOT/hack/images
 SRC=$HERE/src
 OUT=${E2E_IMAGES_OUT:-$ROOT/_output/images}
 LABEL=io.kubectl-selfhost.e2e.inputs
@@ -37,7 +37,7 @@ GO=${GO:-go}
 mkdir -p "$OUT/bin" "$OUT/ctx" "$OUT/cache"
 
 # Upstream names (IMG_APISERVER=..., KUBERNETES_VERSION=...), from internal/images.
-eval "$(cd "$ROOT" && "$GO" run ./e2e/images/names)"
+eval "$(cd "$ROOT" && "$GO" run ./hack/images/names)"
 K8S=$KUBERNETES_VERSION
 
 # Packages of the node (kind's base Dockerfile list, minus storage extras, plus
@@ -408,11 +408,7 @@ step "$NODE_IMAGE" "$h_node" build_node
 step "$ENVOY_IMAGE" "$(hash_inputs "$GOVERSION" "$HERE/envoy" "$ROOT/go.mod" "$ROOT/go.sum" "$h_userland" \
   "$(fn_hash build_envoy)")" build_envoy
 
-if grep -q '^image:' "$ROOT/Makefile"; then
-  step "$IMG_CHECKPOINTER" "$(hash_inputs "$GOVERSION" "$ROOT/go.mod" "$ROOT/go.sum" "$ROOT/cmd" "$ROOT/plugin" \
-    "$(fn_hash build_checkpointer relabel)")" build_checkpointer
-else
-  log "skip   $IMG_CHECKPOINTER (no 'make image' target yet)"
-fi
+step "$IMG_CHECKPOINTER" "$(hash_inputs "$GOVERSION" "$ROOT/go.mod" "$ROOT/go.sum" "$ROOT/cmd" "$ROOT/plugin" "$ROOT/internal" \
+  "$(fn_hash build_checkpointer relabel)")" build_checkpointer
 
 log "images ready in $((SECONDS - T0))s"

@@ -16,7 +16,7 @@ mkdir -p "$ROOT/_output"
 say() { printf '\n==> %s\n' "$*"; }
 
 # IMG_FLANNEL=..., from internal/images: the names the manifests use.
-eval "$(cd "$ROOT" && go run ./e2e/images/names)"
+eval "$(cd "$ROOT" && go run ./hack/images/names)"
 
 if "$KIND" get clusters 2>/dev/null | grep -qx "$NAME"; then
   say "cluster $NAME exists; reusing it"
