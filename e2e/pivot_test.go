@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/e2e-framework/klient/wait/conditions"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pivot"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/verify"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
@@ -360,7 +361,7 @@ func waitReported(ctx context.Context, t *testing.T, client kubernetes.Interface
 	allReported := func(context.Context) (bool, error) {
 		silent = nil
 		for _, n := range nodes {
-			st, err := checkpoint.ReadNodeStatus(ctx, client.CoreV1().ConfigMaps(pivot.Namespace), n)
+			st, err := checkpoint.ReadNodeStatus(ctx, client.CoreV1().ConfigMaps(kube.Namespace), n)
 			if err != nil || !st.Updated.After(since) {
 				silent = append(silent, n)
 			}

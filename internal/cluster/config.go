@@ -61,25 +61,18 @@ type kubeadmConfiguration struct {
 // kubeadm's ClusterConfiguration, kube-public/cluster-info and the kube-dns
 // Service. Images and the user's choices are left for the caller.
 func FromKubeadm(ctx context.Context, client kubernetes.Interface) (Config, error) {
-	cm, err := client.CoreV1().ConfigMaps(kube.Namespace).Get(ctx, "kubeadm-config", metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return Config{}, fmt.Errorf("this cluster was not made by kubeadm: ConfigMap %s/kubeadm-config does not exist", kube.Namespace)
-	}
+	kc, found, err := readKubeadm(ctx, client)
 	if err != nil {
-		return Config{}, fmt.Errorf("cannot read ConfigMap %s/kubeadm-config: %w", kube.Namespace, err)
+		return Config{}, err
 	}
-	var kc kubeadmConfiguration
-	if err := yaml.Unmarshal([]byte(cm.Data["ClusterConfiguration"]), &kc); err != nil {
-		return Config{}, fmt.Errorf("kubeadm's ClusterConfiguration does not parse: %w", err)
+	if !found {
+		return Config{}, fmt.Errorf("this cluster was not made by kubeadm: ConfigMap %s/kubeadm-config does not exist", kube.Namespace)
 	}
 	c := Config{
 		KubernetesVersion: kc.KubernetesVersion,
 		PodCIDR:           kc.Networking.PodSubnet,
 		ServiceCIDR:       kc.Networking.ServiceSubnet,
-		ClusterDomain:     kc.Networking.DNSDomain,
-	}
-	if c.ClusterDomain == "" {
-		c.ClusterDomain = DefaultDomain
+		ClusterDomain:     kc.domain(),
 	}
 	if c.Endpoint, err = endpoint(ctx, client, kc.ControlPlaneEndpoint); err != nil {
 		return Config{}, err
@@ -88,6 +81,39 @@ func FromKubeadm(ctx context.Context, client kubernetes.Interface) (Config, erro
 		c.DNSServiceIP = svc.Spec.ClusterIP
 	}
 	return c, nil
+}
+
+// Domain is the cluster's DNS domain: kubeadm's when kubeadm made the
+// cluster, DefaultDomain otherwise.
+func Domain(ctx context.Context, client kubernetes.Interface) (string, error) {
+	kc, _, err := readKubeadm(ctx, client)
+	if err != nil {
+		return "", err
+	}
+	return kc.domain(), nil
+}
+
+func (kc kubeadmConfiguration) domain() string {
+	if kc.Networking.DNSDomain == "" {
+		return DefaultDomain
+	}
+	return kc.Networking.DNSDomain
+}
+
+// readKubeadm reads kubeadm's ClusterConfiguration; found is false on a
+// cluster kubeadm did not make.
+func readKubeadm(ctx context.Context, client kubernetes.Interface) (kc kubeadmConfiguration, found bool, err error) {
+	cm, err := client.CoreV1().ConfigMaps(kube.Namespace).Get(ctx, "kubeadm-config", metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return kc, false, nil
+	}
+	if err != nil {
+		return kc, false, fmt.Errorf("cannot read ConfigMap %s/kubeadm-config: %w", kube.Namespace, err)
+	}
+	if err := yaml.Unmarshal([]byte(cm.Data["ClusterConfiguration"]), &kc); err != nil {
+		return kc, false, fmt.Errorf("kubeadm's ClusterConfiguration does not parse: %w", err)
+	}
+	return kc, true, nil
 }
 
 // endpoint prefers kube-public/cluster-info, which kubeadm keeps for joining nodes.

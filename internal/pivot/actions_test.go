@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/progress"
 )
 
@@ -24,7 +25,7 @@ func TestCreateWorkloadWithNoStaticPodLeft(t *testing.T) {
 		objs []runtime.Object
 		want string
 	}{
-		{"the DaemonSet exists", []runtime.Object{&appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "kube-apiserver", Namespace: Namespace}}},
+		{"the DaemonSet exists", []runtime.Object{&appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "kube-apiserver", Namespace: kube.Namespace}}},
 			"context deadline exceeded"},
 		{"nothing to copy and no DaemonSet", nil, "no static kube-apiserver is left to copy"},
 	} {

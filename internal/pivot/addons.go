@@ -21,7 +21,7 @@ func (*installCheckpointer) Done(ctx context.Context, c *Context) (bool, error) 
 	if held, err := templatesHeld(ctx, c, "pod-checkpointer.yaml"); !held || err != nil {
 		return false, err
 	}
-	ds, err := c.Client.AppsV1().DaemonSets(Namespace).Get(ctx, "pod-checkpointer", metav1.GetOptions{})
+	ds, err := c.Client.AppsV1().DaemonSets(kube.Namespace).Get(ctx, "pod-checkpointer", metav1.GetOptions{})
 	if err != nil {
 		return false, err
 	}
@@ -32,7 +32,7 @@ func (a *installCheckpointer) Execute(ctx context.Context, c *Context) error {
 	if err := applyTemplates(ctx, c, "pod-checkpointer.yaml"); err != nil {
 		return err
 	}
-	return waitDaemonSet(ctx, c, Namespace, "pod-checkpointer", len(c.Cluster.ControlPlane))
+	return waitDaemonSet(ctx, c, kube.Namespace, "pod-checkpointer", len(c.Cluster.ControlPlane))
 }
 
 // installCNI applies flannel unless another CNI already runs, and waits
@@ -78,7 +78,7 @@ func (a *installAddons) Execute(ctx context.Context, c *Context) error {
 	if err := applyTemplates(ctx, c, a.names(c)...); err != nil {
 		return err
 	}
-	return waitDaemonSet(ctx, c, Namespace, "kube-proxy", nodeCount(ctx, c))
+	return waitDaemonSet(ctx, c, kube.Namespace, "kube-proxy", nodeCount(ctx, c))
 }
 
 // templateObjects renders embedded templates into the objects they hold.

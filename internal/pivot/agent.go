@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,7 +42,7 @@ func (j agentJob) name() string {
 // of an interrupted run is removed first, so the job can always be run again.
 func runAgent(ctx context.Context, c *Context, j agentJob) (string, error) {
 	name := j.name()
-	pods, cms := c.Client.CoreV1().Pods(Namespace), c.Client.CoreV1().ConfigMaps(Namespace)
+	pods, cms := c.Client.CoreV1().Pods(kube.Namespace), c.Client.CoreV1().ConfigMaps(kube.Namespace)
 	if err := deleteAndWait(ctx, c, name); err != nil {
 		return "", err
 	}
@@ -79,7 +80,7 @@ func runAgent(ctx context.Context, c *Context, j agentJob) (string, error) {
 }
 
 func deleteAndWait(ctx context.Context, c *Context, name string) error {
-	pods := c.Client.CoreV1().Pods(Namespace)
+	pods := c.Client.CoreV1().Pods(kube.Namespace)
 	err := pods.Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
 	if apierrors.IsNotFound(err) {
 		return nil

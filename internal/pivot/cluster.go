@@ -14,12 +14,6 @@ import (
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
-// Shorthands for the facts every action uses.
-const (
-	Namespace         = kube.Namespace
-	ControlPlaneLabel = kube.ControlPlaneLabel
-)
-
 // Components are the static control-plane pods the pivot replaces; etcd stays static.
 var Components = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
 
@@ -36,7 +30,7 @@ type Cluster struct {
 // Discover reads the cluster's shape through the API.
 func Discover(ctx context.Context, client kubernetes.Interface) (*Cluster, error) {
 	c := &Cluster{}
-	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: ControlPlaneLabel})
+	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: kube.ControlPlaneLabel})
 	if err != nil {
 		return nil, fmt.Errorf("cannot list control-plane nodes: %w", err)
 	}
@@ -55,9 +49,9 @@ func Discover(ctx context.Context, client kubernetes.Interface) (*Cluster, error
 
 // mirrorPods lists the static control-plane pods by component and node.
 func mirrorPods(ctx context.Context, client kubernetes.Interface) (map[string]map[string]*corev1.Pod, error) {
-	pods, err := client.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{LabelSelector: "tier=control-plane"})
+	pods, err := client.CoreV1().Pods(kube.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "tier=control-plane"})
 	if err != nil {
-		return nil, fmt.Errorf("cannot list pods in %s: %w", Namespace, err)
+		return nil, fmt.Errorf("cannot list pods in %s: %w", kube.Namespace, err)
 	}
 	out := map[string]map[string]*corev1.Pod{}
 	for i := range pods.Items {

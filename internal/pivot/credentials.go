@@ -9,6 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pki"
 )
 
@@ -44,11 +45,11 @@ const renewBefore = 30 * 24 * time.Hour
 type storeAPIServerCredentials struct{}
 
 func (*storeAPIServerCredentials) Name() string {
-	return "Storing the API server's credentials in Secret " + Namespace + "/" + APIServerSecret
+	return "Storing the API server's credentials in Secret " + kube.Namespace + "/" + APIServerSecret
 }
 
 func (*storeAPIServerCredentials) Done(ctx context.Context, c *Context) (bool, error) {
-	s, err := c.Client.CoreV1().Secrets(Namespace).Get(ctx, APIServerSecret, metav1.GetOptions{})
+	s, err := c.Client.CoreV1().Secrets(kube.Namespace).Get(ctx, APIServerSecret, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
@@ -108,7 +109,7 @@ func (a *storeAPIServerCredentials) Execute(ctx context.Context, c *Context) err
 	}
 	return applyTyped(ctx, c.Dynamic, &corev1.Secret{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-		ObjectMeta: metav1.ObjectMeta{Name: APIServerSecret, Namespace: Namespace, Labels: map[string]string{"app.kubernetes.io/managed-by": FieldManager, "component": "kube-apiserver"}},
+		ObjectMeta: metav1.ObjectMeta{Name: APIServerSecret, Namespace: kube.Namespace, Labels: map[string]string{"app.kubernetes.io/managed-by": FieldManager, "component": "kube-apiserver"}},
 		Type:       corev1.SecretTypeOpaque,
 		Data:       data,
 	})
@@ -124,7 +125,7 @@ func credentialsSource(ctx context.Context, c *Context) (string, *corev1.Contain
 	if err == nil {
 		return static.Spec.NodeName, &static.Spec.Containers[0], nil
 	}
-	ds, dsErr := c.Client.AppsV1().DaemonSets(Namespace).Get(ctx, "kube-apiserver", metav1.GetOptions{})
+	ds, dsErr := c.Client.AppsV1().DaemonSets(kube.Namespace).Get(ctx, "kube-apiserver", metav1.GetOptions{})
 	if dsErr != nil || len(c.Cluster.ControlPlane) == 0 {
 		return "", nil, err
 	}

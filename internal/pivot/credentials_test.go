@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/cluster"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pki"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
@@ -62,7 +63,7 @@ func TestMountCertsSecretKeepsEveryFlagAndSurvivesACheckpoint(t *testing.T) {
 		t.Errorf("items %v, want %v", got, want)
 	}
 	// The checkpoint lays the Secret out where the flags look.
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "kube-apiserver-x", Namespace: Namespace, Annotations: tmpl.Annotations}, Spec: tmpl.Spec}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "kube-apiserver-x", Namespace: kube.Namespace, Annotations: tmpl.Annotations}, Spec: tmpl.Spec}
 	_, copies, err := checkpoint.Sanitize(pod, "/etc/kubernetes/checkpoint-secrets")
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +173,7 @@ func TestStoredCredentialsAreDoneUntilTheControlPlaneChanges(t *testing.T) {
 	now := time.Now()
 	ca, _ := kubeadmPKIFor(t, now)
 	node := func(name, ip string) *corev1.Node {
-		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{ControlPlaneLabel: ""}},
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{kube.ControlPlaneLabel: ""}},
 			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name}}}}
 	}
 	local := cluster.Config{ClusterDomain: cluster.DefaultDomain}
@@ -182,7 +183,7 @@ func TestStoredCredentialsAreDoneUntilTheControlPlaneChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret := kubeadmSecret(serving)
-	secret.ObjectMeta = metav1.ObjectMeta{Name: APIServerSecret, Namespace: Namespace}
+	secret.ObjectMeta = metav1.ObjectMeta{Name: APIServerSecret, Namespace: kube.Namespace}
 	action := &storeAPIServerCredentials{}
 	both := []runtime.Object{secret, node("cp1", "172.18.0.3"), node("cp2", "172.18.0.4")}
 	for _, tc := range []struct {
@@ -256,7 +257,7 @@ func TestCredentialsSource(t *testing.T) {
 		}
 		return out
 	}
-	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "kube-apiserver", Namespace: Namespace},
+	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "kube-apiserver", Namespace: kube.Namespace},
 		Spec: appsv1.DaemonSetSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "from-daemonset"}}}}}}
 	for _, tc := range []struct {
 		name       string

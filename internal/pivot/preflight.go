@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/check"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 )
 
 // Supported Kubernetes versions: --permit-port-sharing on every component
@@ -23,16 +24,16 @@ var (
 
 // permissions are what the pivot does through the API.
 var permissions = []authorizationv1.ResourceAttributes{
-	{Verb: "create", Group: "apps", Resource: "daemonsets", Namespace: Namespace},
-	{Verb: "patch", Group: "apps", Resource: "daemonsets", Namespace: Namespace},
-	{Verb: "create", Group: "apps", Resource: "deployments", Namespace: Namespace},
-	{Verb: "patch", Group: "apps", Resource: "deployments", Namespace: Namespace},
-	{Verb: "create", Resource: "pods", Namespace: Namespace},
-	{Verb: "delete", Resource: "pods", Namespace: Namespace},
-	{Verb: "get", Resource: "pods", Subresource: "log", Namespace: Namespace},
-	{Verb: "create", Resource: "configmaps", Namespace: Namespace},
-	{Verb: "create", Resource: "secrets", Namespace: Namespace},
-	{Verb: "create", Group: "policy", Resource: "poddisruptionbudgets", Namespace: Namespace},
+	{Verb: "create", Group: "apps", Resource: "daemonsets", Namespace: kube.Namespace},
+	{Verb: "patch", Group: "apps", Resource: "daemonsets", Namespace: kube.Namespace},
+	{Verb: "create", Group: "apps", Resource: "deployments", Namespace: kube.Namespace},
+	{Verb: "patch", Group: "apps", Resource: "deployments", Namespace: kube.Namespace},
+	{Verb: "create", Resource: "pods", Namespace: kube.Namespace},
+	{Verb: "delete", Resource: "pods", Namespace: kube.Namespace},
+	{Verb: "get", Resource: "pods", Subresource: "log", Namespace: kube.Namespace},
+	{Verb: "create", Resource: "configmaps", Namespace: kube.Namespace},
+	{Verb: "create", Resource: "secrets", Namespace: kube.Namespace},
+	{Verb: "create", Group: "policy", Resource: "poddisruptionbudgets", Namespace: kube.Namespace},
 	{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "clusterroles"},
 	{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "clusterrolebindings"},
 	{Verb: "create", Resource: "namespaces"},
@@ -113,7 +114,7 @@ func (p *preflight) checkPermissions(ctx context.Context) (string, error) {
 func (p *preflight) checkShape(ctx context.Context) (string, error) {
 	c := p.cluster
 	if len(c.ControlPlane) == 0 {
-		return "", fmt.Errorf("no node carries the %s label: this is not a kubeadm-shaped cluster", ControlPlaneLabel)
+		return "", fmt.Errorf("no node carries the %s label: this is not a kubeadm-shaped cluster", kube.ControlPlaneLabel)
 	}
 	for _, comp := range Components {
 		hosted, err := workloadExists(ctx, p.client, comp)
@@ -132,9 +133,9 @@ func (p *preflight) checkShape(ctx context.Context) (string, error) {
 func workloadExists(ctx context.Context, client kubernetes.Interface, component string) (bool, error) {
 	var err error
 	if component == "kube-apiserver" {
-		_, err = client.AppsV1().DaemonSets(Namespace).Get(ctx, component, metav1.GetOptions{})
+		_, err = client.AppsV1().DaemonSets(kube.Namespace).Get(ctx, component, metav1.GetOptions{})
 	} else {
-		_, err = client.AppsV1().Deployments(Namespace).Get(ctx, component, metav1.GetOptions{})
+		_, err = client.AppsV1().Deployments(kube.Namespace).Get(ctx, component, metav1.GetOptions{})
 	}
 	switch {
 	case err == nil:

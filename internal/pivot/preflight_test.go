@@ -16,6 +16,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/check"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 )
 
 const kubeadmConfig = `apiVersion: kubeadm.k8s.io/v1beta4
@@ -30,15 +31,15 @@ networking:
 // kubeadmCluster is a 3+1 kind cluster before the pivot.
 func kubeadmCluster(t *testing.T, mutate func([]runtime.Object) []runtime.Object) *fake.Clientset {
 	objs := []runtime.Object{
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kubeadm-config", Namespace: Namespace}, Data: map[string]string{"ClusterConfiguration": kubeadmConfig}},
-		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Namespace: Namespace}, Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.10"}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kubeadm-config", Namespace: kube.Namespace}, Data: map[string]string{"ClusterConfiguration": kubeadmConfig}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Namespace: kube.Namespace}, Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.10"}},
 		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "worker"}},
 	}
 	for _, n := range []string{"cp1", "cp2", "cp3"} {
-		objs = append(objs, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n, Labels: map[string]string{ControlPlaneLabel: ""}}})
+		objs = append(objs, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n, Labels: map[string]string{kube.ControlPlaneLabel: ""}}})
 		for _, comp := range append([]string{"etcd"}, Components...) {
 			objs = append(objs, &corev1.Pod{
-				ObjectMeta: metav1.ObjectMeta{Name: comp + "-" + n, Namespace: Namespace,
+				ObjectMeta: metav1.ObjectMeta{Name: comp + "-" + n, Namespace: kube.Namespace,
 					Labels:      map[string]string{"component": comp, "tier": "control-plane"},
 					Annotations: map[string]string{"kubernetes.io/config.mirror": "x", "kubernetes.io/config.source": "file"}},
 				Spec: corev1.PodSpec{NodeName: n, Containers: []corev1.Container{{Name: comp}}},

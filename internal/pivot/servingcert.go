@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pki"
 )
 
@@ -70,7 +71,7 @@ func servingCertCovers(s *corev1.Secret, names []string, ips []net.IP, now time.
 // API server's in-cluster names for the cluster's own DNS domain, and every
 // control-plane node's name and internal address.
 func servingNames(ctx context.Context, c *Context) ([]string, []net.IP, error) {
-	nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: ControlPlaneLabel})
+	nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: kube.ControlPlaneLabel})
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot list the control-plane nodes: %w", err)
 	}

@@ -57,9 +57,9 @@ func SelfHostedTemplate(component string, static *corev1.Pod) (corev1.PodTemplat
 	spec.AutomountServiceAccountToken = ptr.To(false) // it authenticates with kubeadm's files, not a token
 	spec.EnableServiceLinks = ptr.To(false)
 	spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
-	spec.NodeSelector = map[string]string{ControlPlaneLabel: ""}
+	spec.NodeSelector = map[string]string{kube.ControlPlaneLabel: ""}
 	spec.Tolerations = []corev1.Toleration{
-		{Key: ControlPlaneLabel, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
+		{Key: kube.ControlPlaneLabel, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
 		{Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute},
 	}
 	c := &spec.Containers[0]
@@ -148,7 +148,7 @@ func PortSharingStatic(component string, mirror *corev1.Pod) (*corev1.Pod, error
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        component,
-			Namespace:   Namespace,
+			Namespace:   kube.Namespace,
 			Labels:      mirror.Labels,
 			Annotations: map[string]string{},
 		},

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
@@ -71,7 +72,7 @@ func TestSelfHostedAPIServerTemplate(t *testing.T) {
 	if got := tmpl.Annotations[checkpoint.ArgsAnnotation]; got != "--bind-address=$(HOST_IP)" {
 		t.Errorf("checkpoint args %q: the checkpoint would share the pod's addresses", got)
 	}
-	if tmpl.Labels["k8s-app"] != "kube-apiserver" || s.NodeSelector[ControlPlaneLabel] != "" || !s.HostNetwork {
+	if tmpl.Labels["k8s-app"] != "kube-apiserver" || s.NodeSelector[kube.ControlPlaneLabel] != "" || !s.HostNetwork {
 		t.Errorf("labels %v, nodeSelector %v, hostNetwork %v", tmpl.Labels, s.NodeSelector, s.HostNetwork)
 	}
 	if *s.AutomountServiceAccountToken {

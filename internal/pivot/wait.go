@@ -16,7 +16,7 @@ import (
 
 // apiServerCheckpoints says which node lacks an inactive API server checkpoint.
 func apiServerCheckpoints(ctx context.Context, c *Context) string {
-	pods, err := c.Client.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{LabelSelector: kube.AppSelector("kube-apiserver")})
+	pods, err := c.Client.CoreV1().Pods(kube.Namespace).List(ctx, metav1.ListOptions{LabelSelector: kube.AppSelector("kube-apiserver")})
 	if err != nil {
 		return "the API server pods to be listed"
 	}
@@ -25,7 +25,7 @@ func apiServerCheckpoints(ctx context.Context, c *Context) string {
 		byNode[p.Spec.NodeName] = p.Name
 	}
 	for _, n := range c.Cluster.ControlPlane {
-		st, err := checkpoint.ReadNodeStatus(ctx, c.Client.CoreV1().ConfigMaps(Namespace), n)
+		st, err := checkpoint.ReadNodeStatus(ctx, c.Client.CoreV1().ConfigMaps(kube.Namespace), n)
 		if err != nil {
 			return fmt.Sprintf("pod-checkpointer on %s to report", n)
 		}

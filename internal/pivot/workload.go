@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -93,7 +94,7 @@ func (a *createWorkload) apply(ctx context.Context, c *Context, source *corev1.P
 			return err
 		}
 	}
-	meta := metav1.ObjectMeta{Name: a.component, Namespace: Namespace, Labels: map[string]string{"tier": "control-plane", "component": a.component}}
+	meta := metav1.ObjectMeta{Name: a.component, Namespace: kube.Namespace, Labels: map[string]string{"tier": "control-plane", "component": a.component}}
 	selector := &metav1.LabelSelector{MatchLabels: SelectorLabels(a.component)}
 	return workloadOf(a.component).apply(ctx, c, meta, selector, tmpl)
 }
@@ -120,7 +121,7 @@ type daemonSetWorkload struct{}
 func (daemonSetWorkload) kind() string { return "DaemonSet" }
 
 func (daemonSetWorkload) get(ctx context.Context, c *Context, name string, n int) (bool, string) {
-	ds, err := c.Client.AppsV1().DaemonSets(Namespace).Get(ctx, name, metav1.GetOptions{})
+	ds, err := c.Client.AppsV1().DaemonSets(kube.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return false, ""
 	}
@@ -145,7 +146,7 @@ type deploymentWorkload struct{}
 func (deploymentWorkload) kind() string { return "Deployment" }
 
 func (deploymentWorkload) get(ctx context.Context, c *Context, name string, n int) (bool, string) {
-	d, err := c.Client.AppsV1().Deployments(Namespace).Get(ctx, name, metav1.GetOptions{})
+	d, err := c.Client.AppsV1().Deployments(kube.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return false, ""
 	}

@@ -15,6 +15,8 @@ import (
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/check"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
+
+	clusterconfig "github.com/kubectl-selfhost/kubectl-selfhost/internal/cluster"
 )
 
 // Workloads the checks look for.
@@ -104,9 +106,9 @@ func (c *cluster) checkNodes(context.Context) (string, error) {
 // node, and no static kube-apiserver manifest left behind.
 func (c *cluster) checkAPIServer(ctx context.Context) (string, error) {
 	const name = "kube-apiserver"
-	ds, err := c.client.AppsV1().DaemonSets(Namespace).Get(ctx, name, metav1.GetOptions{})
+	ds, err := c.client.AppsV1().DaemonSets(kube.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return "", readError("DaemonSet", Namespace, name, err)
+		return "", readError("DaemonSet", kube.Namespace, name, err)
 	}
 	st := ds.Status
 	if st.DesiredNumberScheduled == 0 || st.NumberReady != st.DesiredNumberScheduled {
@@ -135,9 +137,9 @@ func (c *cluster) checkAPIServer(ctx context.Context) (string, error) {
 }
 
 func (c *cluster) checkDeployment(ctx context.Context, name string) (string, error) {
-	d, err := c.client.AppsV1().Deployments(Namespace).Get(ctx, name, metav1.GetOptions{})
+	d, err := c.client.AppsV1().Deployments(kube.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return "", readError("Deployment", Namespace, name, err)
+		return "", readError("Deployment", kube.Namespace, name, err)
 	}
 	want := int32(1)
 	if d.Spec.Replicas != nil {
@@ -168,9 +170,9 @@ func (c *cluster) noStaticManifest(component string) error {
 }
 
 func (c *cluster) checkPDB(ctx context.Context, name string) (string, error) {
-	pdb, err := c.client.PolicyV1().PodDisruptionBudgets(Namespace).Get(ctx, name, metav1.GetOptions{})
+	pdb, err := c.client.PolicyV1().PodDisruptionBudgets(kube.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return "", readError("PodDisruptionBudget", Namespace, name, err)
+		return "", readError("PodDisruptionBudget", kube.Namespace, name, err)
 	}
 	return fmt.Sprintf("PodDisruptionBudget present (%d healthy, %d disruptions allowed)", pdb.Status.CurrentHealthy, pdb.Status.DisruptionsAllowed), nil
 }
@@ -207,7 +209,7 @@ func (c *cluster) checkCheckpoints(ctx context.Context) (string, error) {
 	}
 	var problems []string
 	for _, n := range c.controlPlane {
-		st, err := checkpoint.ReadNodeStatus(ctx, c.client.CoreV1().ConfigMaps(Namespace), n)
+		st, err := checkpoint.ReadNodeStatus(ctx, c.client.CoreV1().ConfigMaps(kube.Namespace), n)
 		if err != nil {
 			problems = append(problems, err.Error())
 			continue
@@ -243,7 +245,14 @@ func (v *Verifier) checkDNS(ctx context.Context) (string, error) {
 	if v.DNS == nil {
 		return "", errors.New("no DNS probe configured")
 	}
-	name := "kubernetes.default.svc." + v.ClusterDomain
+	domain := v.ClusterDomain
+	if domain == "" {
+		var err error
+		if domain, err = clusterconfig.Domain(ctx, v.Client); err != nil {
+			return "", fmt.Errorf("%w; name the domain with --cluster-domain", err)
+		}
+	}
+	name := "kubernetes.default.svc." + domain
 	addr, err := v.DNS.Resolve(ctx, name)
 	if err != nil {
 		return "", fmt.Errorf("%s did not resolve from a probe pod: %w", name, err)

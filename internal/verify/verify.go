@@ -18,12 +18,6 @@ import (
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 )
 
-// Shorthands for the facts every check uses.
-const (
-	Namespace         = kube.Namespace
-	ControlPlaneLabel = kube.ControlPlaneLabel
-)
-
 // Report is the outcome of every check.
 type Report struct {
 	// SelfHosted is false when the control plane still runs as static pods.
@@ -40,8 +34,9 @@ type DNSProber interface {
 
 // Verifier runs the checks.
 type Verifier struct {
-	Client        kubernetes.Interface
-	DNS           DNSProber
+	Client kubernetes.Interface
+	DNS    DNSProber
+	// ClusterDomain is the cluster's DNS domain; empty asks the cluster (cluster.Domain).
 	ClusterDomain string
 }
 
@@ -98,13 +93,13 @@ func (v *Verifier) read(ctx context.Context) (*cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot list nodes: %w", err)
 	}
-	pods, err := v.Client.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{})
+	pods, err := v.Client.CoreV1().Pods(kube.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("cannot list pods in %s: %w", Namespace, err)
+		return nil, fmt.Errorf("cannot list pods in %s: %w", kube.Namespace, err)
 	}
 	c := &cluster{client: v.Client, nodes: nodes.Items, pods: pods.Items, kubeletStarted: kubeletStarts(ctx, v.Client)}
 	for _, n := range nodes.Items {
-		if _, ok := n.Labels[ControlPlaneLabel]; ok {
+		if _, ok := n.Labels[kube.ControlPlaneLabel]; ok {
 			c.controlPlane = append(c.controlPlane, n.Name)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/check"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
@@ -36,7 +37,7 @@ type world struct {
 func node(name string, cp, isReady bool) *corev1.Node {
 	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{}}}
 	if cp {
-		n.Labels[ControlPlaneLabel] = ""
+		n.Labels[kube.ControlPlaneLabel] = ""
 	}
 	status := corev1.ConditionFalse
 	if isReady {
@@ -48,7 +49,7 @@ func node(name string, cp, isReady bool) *corev1.Node {
 
 func pod(name, node, component string, owner *metav1.OwnerReference, annotations map[string]string) *corev1.Pod {
 	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace, Labels: map[string]string{"component": component}, Annotations: annotations},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: kube.Namespace, Labels: map[string]string{"component": component}, Annotations: annotations},
 		Spec:       corev1.PodSpec{NodeName: node},
 		Status:     corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}},
 	}
@@ -67,7 +68,7 @@ func ds(ns, name string, desired, isReady int32) *appsv1.DaemonSet {
 
 func deploy(name string, replicas, isReady int32) *appsv1.Deployment {
 	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: kube.Namespace},
 		Spec:       appsv1.DeploymentSpec{Replicas: ptr.To(replicas)},
 		Status:     appsv1.DeploymentStatus{ReadyReplicas: isReady},
 	}
@@ -85,7 +86,7 @@ func status(t *testing.T, phase checkpoint.Phase) *corev1.ConfigMap {
 		}
 		data[n] = string(b)
 	}
-	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: checkpoint.StatusConfigMap, Namespace: Namespace}, Data: data}
+	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: checkpoint.StatusConfigMap, Namespace: kube.Namespace}, Data: data}
 }
 
 // started is a "Starting" event about node from component.
@@ -116,10 +117,10 @@ func selfHosted(t *testing.T) *world {
 			started(n, "kubelet", time.Now().Add(-time.Hour)),
 			started(n, "kube-proxy", time.Now().Add(time.Hour))) // not the kubelet: ignored
 	}
-	add(ds(Namespace, "kube-apiserver", 3, 3), ds(Namespace, CheckpointerDaemonSet, 3, 3), ds(FlannelNamespace, FlannelDaemonSet, 4, 4),
+	add(ds(kube.Namespace, "kube-apiserver", 3, 3), ds(kube.Namespace, CheckpointerDaemonSet, 3, 3), ds(FlannelNamespace, FlannelDaemonSet, 4, 4),
 		deploy("kube-controller-manager", 3, 3), deploy("kube-scheduler", 3, 3),
-		&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "kube-controller-manager", Namespace: Namespace}},
-		&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "kube-scheduler", Namespace: Namespace}},
+		&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "kube-controller-manager", Namespace: kube.Namespace}},
+		&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "kube-scheduler", Namespace: kube.Namespace}},
 		status(t, checkpoint.PhaseInactive))
 	return w
 }
@@ -199,7 +200,7 @@ func TestKubeadmClusterIsPlainlyNotSelfHosted(t *testing.T) {
 // check like any other, not a cluster that was never pivoted.
 func TestPartlyPivotedClusterListsWhatFails(t *testing.T) {
 	w := kubeadm()
-	w.objs = append(w.objs, ds(Namespace, "kube-apiserver", 3, 3))
+	w.objs = append(w.objs, ds(kube.Namespace, "kube-apiserver", 3, 3))
 	r := w.run(t)
 	if r.Passed || r.SelfHosted {
 		t.Fatal("a partly pivoted control plane passed verify")
@@ -222,13 +223,13 @@ func TestEachFaultFailsItsCheck(t *testing.T) {
 			w.objs = append(w.objs, pod("kube-apiserver-static-cp2", "cp2", "kube-apiserver", nil, mirror))
 		}},
 		{"apiserver not ready", "kube-apiserver", "DaemonSet 2 of 3 ready", func(w *world) {
-			w.replace(named("kube-apiserver"), ds(Namespace, "kube-apiserver", 3, 2))
+			w.replace(named("kube-apiserver"), ds(kube.Namespace, "kube-apiserver", 3, 2))
 		}},
 		{"two apiservers on a node", "kube-apiserver", "cp3 has 0", func(w *world) {
 			w.replace(named("kube-apiserver-cp3"), pod("kube-apiserver-cp3", "cp1", "kube-apiserver", &metav1.OwnerReference{Kind: "DaemonSet", Name: "kube-apiserver"}, nil))
 		}},
 		{"scheduler short", "kube-scheduler", "Deployment 2 of 3 ready", func(w *world) {
-			w.replace(named("kube-scheduler"), deploy("kube-scheduler", 3, 2), &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "kube-scheduler", Namespace: Namespace}})
+			w.replace(named("kube-scheduler"), deploy("kube-scheduler", 3, 2), &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "kube-scheduler", Namespace: kube.Namespace}})
 		}},
 		{"no PDB", "kube-controller-manager PDB", "no PodDisruptionBudget", func(w *world) {
 			w.replace(func(o runtime.Object) bool {
@@ -302,7 +303,7 @@ func TestFailingNamesWhatFailsAndLeavesOutDNS(t *testing.T) {
 	if why, err := v.Failing(ctx); err != nil || why != "" {
 		t.Errorf("a healthy cluster: %q, %v; want nothing failing", why, err)
 	}
-	w.replace(named("kube-scheduler"), deploy("kube-scheduler", 3, 2), &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "kube-scheduler", Namespace: Namespace}})
+	w.replace(named("kube-scheduler"), deploy("kube-scheduler", 3, 2), &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "kube-scheduler", Namespace: kube.Namespace}})
 	v.Client = fake.NewClientset(w.objs...)
 	why, err := v.Failing(ctx)
 	if err != nil || !strings.HasPrefix(why, "kube-scheduler: Deployment 2 of 3 ready") || strings.Contains(why, ";") {
@@ -311,5 +312,41 @@ func TestFailingNamesWhatFailsAndLeavesOutDNS(t *testing.T) {
 	// The whole report names DNS too.
 	if got := w.run(t).Failing(); !strings.HasPrefix(got, why+"; dns: ") {
 		t.Errorf("report: %q; want the scheduler, then DNS", got)
+	}
+}
+
+// namesDNS resolves only the names it knows.
+type namesDNS map[string]string
+
+func (d namesDNS) Resolve(_ context.Context, name string) (string, error) {
+	if addr, ok := d[name]; ok {
+		return addr, nil
+	}
+	return "", fmt.Errorf("no such host %s", name)
+}
+
+// Without --cluster-domain, the DNS check asks for the cluster's own domain:
+// kubeadm's dnsDomain, or cluster.local where nothing names another.
+func TestDNSCheckUsesTheClustersDomain(t *testing.T) {
+	dns := namesDNS{"kubernetes.default.svc.corp.internal": "10.96.0.1", "kubernetes.default.svc.cluster.local": "10.96.0.1"}
+	kubeadm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kubeadm-config", Namespace: kube.Namespace},
+		Data: map[string]string{"ClusterConfiguration": "networking:\n  dnsDomain: corp.internal\n"}}
+	for _, tc := range []struct {
+		name string
+		objs []runtime.Object
+		flag string
+		want string
+	}{
+		{"kubeadm's dnsDomain", []runtime.Object{kubeadm}, "", "kubernetes.default.svc.corp.internal resolves"},
+		{"no kubeadm", nil, "", "kubernetes.default.svc.cluster.local resolves"},
+		{"the flag wins", []runtime.Object{kubeadm}, "cluster.local", "kubernetes.default.svc.cluster.local resolves"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := &Verifier{Client: fake.NewClientset(tc.objs...), DNS: dns, ClusterDomain: tc.flag}
+			detail, err := v.checkDNS(context.Background())
+			if err != nil || !strings.HasPrefix(detail, tc.want) {
+				t.Errorf("got %q, %v; want %q", detail, err, tc.want)
+			}
+		})
 	}
 }

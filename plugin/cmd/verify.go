@@ -10,6 +10,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/cluster"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/images"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/verify"
 )
@@ -68,7 +69,7 @@ ready to take over, and fails over --max-recovery.`,
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: json (default: a table)")
 	cmd.Flags().StringVar(&o.ProbeImage, "probe-image", images.ProbeImage, "image of the DNS probe pod (it runs nslookup)")
-	cmd.Flags().StringVar(&o.ClusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain")
+	cmd.Flags().StringVar(&o.ClusterDomain, "cluster-domain", "", "cluster DNS domain (default: kubeadm's dnsDomain, else "+cluster.DefaultDomain+")")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 5*time.Minute, "how long the DNS probe pod, and each phase of a drill, may take")
 	cmd.Flags().StringVar(&o.Drill, "drill", "", "run an active recovery drill first: apiserver (deletes every API server pod)")
 	cmd.Flags().BoolVar(&o.Yes, "yes", false, "run the drill without asking")
