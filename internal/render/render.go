@@ -4,6 +4,7 @@
 package render
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/x509"
 	"encoding/base64"
@@ -15,6 +16,9 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/cluster"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/images"
@@ -286,9 +290,32 @@ func (a *assetList) addManifests(c *Config, v Values) error {
 		if err != nil {
 			return err
 		}
-		a.add(ManifestPath(name), data, PublicMode)
+		mode := fs.FileMode(PublicMode)
+		if carriesSecretData(data) {
+			mode = PrivateMode // its Secret carries keys
+		}
+		a.add(ManifestPath(name), data, mode)
 	}
 	return nil
+}
+
+// carriesSecretData reports whether a manifest has a Secret with data.
+func carriesSecretData(manifest []byte) bool {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(manifest)))
+	for {
+		doc, err := r.Read()
+		if err != nil {
+			return false
+		}
+		var secret struct {
+			Kind       string         `json:"kind"`
+			Data       map[string]any `json:"data"`
+			StringData map[string]any `json:"stringData"`
+		}
+		if yaml.Unmarshal(doc, &secret) == nil && secret.Kind == "Secret" && len(secret.Data)+len(secret.StringData) > 0 {
+			return true
+		}
+	}
 }
 
 // RenderTemplate fills in one embedded template. A missing value is an error,

@@ -3,11 +3,16 @@ package render
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -362,45 +367,124 @@ func TestAPIServerDaemonSet(t *testing.T) {
 	}
 }
 
-func TestPrivateKeysAreOwnerOnly(t *testing.T) {
+// holdsKey reports whether a file carries a private key: a PEM block, or a
+// base64 token (a Secret's data, a kubeconfig's key-data) that decodes to one.
+func holdsKey(data []byte) bool {
+	if bytes.Contains(data, []byte("PRIVATE KEY-----")) {
+		return true
+	}
+	for _, tok := range regexp.MustCompile(`[A-Za-z0-9+/]{40,}={0,2}`).FindAll(data, -1) {
+		if dec, err := base64.StdEncoding.DecodeString(string(tok)); err == nil && holdsKey(dec) {
+			return true
+		}
+	}
+	return false
+}
+
+// Every file that carries a private key, however it is encoded, is 0600 on
+// disk; the others are not hidden.
+func TestKeyMaterialIsOwnerOnly(t *testing.T) {
 	_, a := mustRender(t, nil)
 	dir := filepath.Join(t.TempDir(), "assets")
-	list := make([]Asset, 0, len(a))
-	for _, x := range a {
-		list = append(list, x)
-	}
-	if err := Write(dir, list, false); err != nil {
+	if err := Write(dir, assetSlice(t, a), false); err != nil {
 		t.Fatal(err)
 	}
 	keys := 0
-	for name := range a {
+	for name, asset := range a {
 		fi, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		private := strings.HasSuffix(name, ".key") || strings.HasPrefix(name, "auth/")
-		if private {
+		want := os.FileMode(PublicMode)
+		if holdsKey(asset.Data) {
 			keys++
-			if fi.Mode().Perm() != 0o600 {
-				t.Errorf("%s: mode %o, want 0600", name, fi.Mode().Perm())
-			}
+			want = PrivateMode
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %o, want %o", name, fi.Mode().Perm(), want)
 		}
 	}
-	if keys < 10 {
-		t.Errorf("only %d private files", keys)
+	// The key files, both kubeconfigs that embed keys, and the two Secrets.
+	if keys < 12 {
+		t.Errorf("only %d files carry a key", keys)
 	}
-	// A second render into the same dir is refused without --force.
+}
+
+// A second render is refused without --force; with it the directory is
+// replaced whole, and a render that fails halfway leaves it as it was.
+func TestForceReplacesTheDirectoryWholeOrNotAtAll(t *testing.T) {
+	_, a := mustRender(t, nil)
+	list := assetSlice(t, a)
+	dir := filepath.Join(t.TempDir(), "assets")
+	if err := Write(dir, list, false); err != nil {
+		t.Fatal(err)
+	}
 	if err := Write(dir, list, false); !errors.Is(err, ErrAssetDirNotEmpty) {
 		t.Errorf("second write: want ErrAssetDirNotEmpty, got %v", err)
 	}
-	// With --force, a key loosened by hand is tightened again.
-	os.Chmod(filepath.Join(dir, CAKey), 0o644)
-	if err := Write(dir, list, true); err != nil {
+	before := snapshot(t, dir)
+
+	// Another render (new keys) that fails on its last file: auth/kubeconfig
+	// is a file, so nothing can be written beneath it.
+	_, other := mustRender(t, nil)
+	broken := append(assetSlice(t, other), Asset{Name: "auth/kubeconfig/x", Data: []byte("x"), Mode: PublicMode})
+	if err := Write(dir, broken, true); err == nil {
+		t.Fatal("a render that cannot be written succeeded")
+	}
+	if after := snapshot(t, dir); !maps.Equal(before, after) {
+		t.Error("a failed --force render changed the asset directory")
+	}
+
+	_, again := mustRender(t, nil)
+	os.WriteFile(filepath.Join(dir, "stale.txt"), []byte("left by hand"), 0o644)
+	if err := Write(dir, assetSlice(t, again), true); err != nil {
 		t.Fatal(err)
 	}
-	if fi, _ := os.Stat(filepath.Join(dir, CAKey)); fi.Mode().Perm() != 0o600 {
-		t.Errorf("after --force: ca.key mode %o", fi.Mode().Perm())
+	after := snapshot(t, dir)
+	if _, ok := after["stale.txt"]; ok {
+		t.Error("--force kept a file the render does not write")
 	}
+	if after[CAKey] == before[CAKey] || after[CAKey] != string(again[CAKey].Data)+"|600" {
+		t.Error("--force did not write the new render, with its modes")
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(dir), ".assets.*")); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}
+
+func assetSlice(t *testing.T, a map[string]Asset) []Asset {
+	t.Helper()
+	list := make([]Asset, 0, len(a))
+	for _, name := range slices.Sorted(maps.Keys(a)) {
+		list = append(list, a[name])
+	}
+	return list
+}
+
+// snapshot maps each file under dir to its content and mode.
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		out[filepath.ToSlash(rel)] = fmt.Sprintf("%s|%o", data, fi.Mode().Perm())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func BenchmarkRenderECDSA(b *testing.B) {

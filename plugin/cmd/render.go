@@ -49,7 +49,7 @@ No cluster is contacted. Every input is checked before anything is written.`,
 	f := cmd.Flags()
 	in := &o.Input
 	f.StringVar(&o.AssetDir, "asset-dir", "", "directory to write the assets to (required)")
-	f.BoolVar(&o.Force, "force", false, "write into a non-empty asset directory, overwriting files")
+	f.BoolVar(&o.Force, "force", false, "replace what a non-empty asset directory holds")
 	f.StringSliceVar(&in.APIServers, "api-servers", in.APIServers, "API server URLs; the first is what kubeconfigs and components use")
 	f.StringSliceVar(&in.APIServerAltNames, "api-server-alt-names", nil, "extra API server certificate names: DNS=<name> or IP=<address>")
 	f.StringVar(&in.PodCIDR, "pod-cidr", in.PodCIDR, "pod network range")
