@@ -4,7 +4,10 @@
 // images under these same names.
 package images
 
-import "fmt"
+import (
+	"fmt"
+	"regexp"
+)
 
 // Default versions. KubernetesVersion also picks the control-plane image tags.
 const (
@@ -61,3 +64,24 @@ func Upstream(kubernetesVersion, checkpointer string) Set {
 
 // ProbeImage runs verify's short-lived DNS probe pod (it needs nslookup).
 const ProbeImage = "docker.io/library/busybox:1.36"
+
+// reference is the grammar of an image reference (the distribution project's):
+// an optional registry host, a lowercase path, an optional tag and digest.
+var reference = func() *regexp.Regexp {
+	// A first component is a registry host only with a dot or a port, or as localhost.
+	label := `(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])`
+	host := `(?:localhost(?::[0-9]+)?|` + label + `(?:\.` + label + `)+(?::[0-9]+)?|` + label + `:[0-9]+)`
+	path := `[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*`
+	tag := `[\w][\w.-]{0,127}`
+	digest := `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}`
+	return regexp.MustCompile(`^(?:` + host + `/)?` + path + `(?:/` + path + `)*(?::` + tag + `)?(?:@` + digest + `)?$`)
+}()
+
+// CheckReference says, as one sentence naming the flag, why ref is not an
+// image reference, or returns nil.
+func CheckReference(flag, ref string) error {
+	if len(ref) > 255 || !reference.MatchString(ref) {
+		return fmt.Errorf("%s %q is not an image reference (registry/path:tag or @sha256:digest)", flag, ref)
+	}
+	return nil
+}

@@ -122,8 +122,8 @@ func (in Input) Parse() (*Config, error) {
 	if c.KubernetesVersion, err = parseKubernetesVersion(in.KubernetesVersion); err != nil {
 		return nil, err
 	}
-	if in.CheckpointerImage == "" || strings.ContainsAny(in.CheckpointerImage, " \t\n") {
-		return nil, fmt.Errorf("--checkpointer-image %q is not an image reference", in.CheckpointerImage)
+	if err := images.CheckReference("--checkpointer-image", in.CheckpointerImage); err != nil {
+		return nil, err
 	}
 	c.Images = images.Upstream(c.KubernetesVersion, in.CheckpointerImage)
 	if c.KeyAlgorithm, err = pki.ParseKeyAlgorithm(in.KeyAlgorithm); err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/dynamic"
@@ -79,7 +80,15 @@ func (o *BootstrapOptions) Validate() error {
 	if o.Pivot.Certs != pivot.CertsSecret && o.Pivot.Certs != pivot.CertsHostPath {
 		return fmt.Errorf("--certs must be %s or %s, not %q", pivot.CertsSecret, pivot.CertsHostPath, o.Pivot.Certs)
 	}
-	return nil
+	if ns := o.Pivot.AppsNamespace; ns != "" {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return fmt.Errorf("--apps-namespace %q is not a valid namespace name: %s", ns, errs[0])
+		}
+	}
+	if err := images.CheckReference("--checkpointer-image", o.Pivot.CheckpointerImage); err != nil {
+		return err
+	}
+	return images.CheckReference("--tools-image", o.Pivot.ToolsImage)
 }
 
 // Complete builds the clients from kubectl's flags.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pki"
@@ -175,5 +176,53 @@ current-context: x
 	}
 	if !strings.Contains(out, "Server Version: v1.37.2") {
 		t.Errorf("unexpected output:\n%s", out)
+	}
+}
+
+// Every request has a timeout: kubectl's --request-timeout when given, the
+// default otherwise, so a server that never answers cannot hang a command.
+func TestEveryRequestHasATimeout(t *testing.T) {
+	kubeconfig := filepath.Join(t.TempDir(), "config")
+	os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o600)
+	for _, tc := range []struct {
+		flag string
+		want time.Duration
+	}{{"", defaultRequestTimeout}, {"5s", 5 * time.Second}} {
+		flags := genericclioptions.NewConfigFlags(false)
+		flags.KubeConfig = &kubeconfig
+		flags.Timeout = &tc.flag
+		cfg, _, err := clientsFor(flags)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Timeout != tc.want {
+			t.Errorf("--request-timeout %q: requests time out after %s, want %s", tc.flag, cfg.Timeout, tc.want)
+		}
+	}
+}
+
+// bootstrap refuses bad flags before it reads a kubeconfig, let alone changes
+// a cluster: none of these runs has a cluster to talk to.
+func TestBootstrapRefusesBadFlagsFirst(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--apps-namespace", "Not_A_Namespace"}, `--apps-namespace "Not_A_Namespace" is not a valid namespace name`},
+		{[]string{"--checkpointer-image", "pod checkpointer"}, `--checkpointer-image "pod checkpointer" is not an image reference`},
+		{[]string{"--tools-image", "Busybox:1.36"}, `--tools-image "Busybox:1.36" is not an image reference`},
+		{[]string{"--certs", "disk"}, "--certs must be"},
+		{[]string{"--timeout", "0s"}, "--timeout must be positive"},
+	} {
+		_, err := run(t, append([]string{"bootstrap", "--kubeconfig", "/nonexistent"}, tc.args...)...)
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%v: got %v, want %q", tc.args, err, tc.want)
+		}
 	}
 }

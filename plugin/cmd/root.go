@@ -4,6 +4,7 @@ package cmd
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -36,11 +37,19 @@ API server back when every copy of it is gone.`,
 	return root
 }
 
+// defaultRequestTimeout bounds every request unless --request-timeout says
+// otherwise: an API server that accepts a connection and never answers must
+// not hang a command. The waits retry, so one slow answer costs a poll.
+const defaultRequestTimeout = 30 * time.Second
+
 // clientsFor loads kubectl's connection flags into a REST config and a clientset.
 func clientsFor(configFlags *genericclioptions.ConfigFlags) (*rest.Config, kubernetes.Interface, error) {
 	cfg, err := configFlags.ToRESTConfig()
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot load a kubeconfig: %w", err)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = defaultRequestTimeout
 	}
 	client, err := kubernetes.NewForConfig(cfg)
 	return cfg, client, err
