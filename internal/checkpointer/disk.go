@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
@@ -34,6 +35,12 @@ type OnDisk struct {
 
 func manifestName(namespace, name string) string { return namespace + "-" + name + ".json" }
 
+// validKey reports whether a namespace and a pod name read from disk are
+// names the API could have given, so joining them to a directory stays in it.
+func validKey(namespace, name string) bool {
+	return len(validation.IsDNS1123Label(namespace)) == 0 && len(validation.IsDNS1123Subdomain(name)) == 0
+}
+
 // Key names a checkpoint: namespace/parent.
 func Key(namespace, name string) string { return namespace + "/" + name }
 
@@ -57,6 +64,9 @@ func (d Disk) List() (map[string]*OnDisk, error) {
 			if err != nil || checkpoint.CheckpointOf(pod) == "" {
 				continue // not ours; a broken checkpoint is rewritten from the API
 			}
+			if !validKey(pod.Namespace, checkpoint.CheckpointOf(pod)) {
+				continue // its names would lead a path out of our directories
+			}
 			k := Key(pod.Namespace, checkpoint.CheckpointOf(pod))
 			od := out[k]
 			if od == nil {
@@ -74,7 +84,7 @@ func (d Disk) List() (map[string]*OnDisk, error) {
 	for _, ns := range namespaces {
 		pods, _ := os.ReadDir(filepath.Join(d.SecretDir, ns.Name()))
 		for _, p := range pods {
-			if !p.IsDir() {
+			if !p.IsDir() || !validKey(ns.Name(), p.Name()) {
 				continue
 			}
 			k := Key(ns.Name(), p.Name())

@@ -151,6 +151,31 @@ func TestManifestPermissionsAndList(t *testing.T) {
 	}
 }
 
+// A checkpoint file whose names would lead outside the checkpointer's
+// directories (a hand-edited or hostile file) is not listed, so nothing is
+// ever joined to them, let alone removed.
+func TestListSkipsNamesThatLeaveTheDirectories(t *testing.T) {
+	d := testDisk(t)
+	for _, meta := range []string{
+		`{"name": "x", "namespace": "../..", "annotations": {"checkpointer.selfhost.dev/checkpoint-of": "etc"}}`,
+		`{"name": "x", "namespace": "kube-system", "annotations": {"checkpointer.selfhost.dev/checkpoint-of": "../../../etc"}}`,
+	} {
+		pod := []byte(`{"apiVersion": "v1", "kind": "Pod", "metadata": ` + meta + `}`)
+		if err := os.WriteFile(filepath.Join(d.ManifestDir, "hostile.json"), pod, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := d.List(); err != nil || len(got) != 0 {
+			t.Errorf("List = %v, %v; want nothing for %s", got, err, meta)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(d.SecretDir, "Not_A_Namespace", "pod"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := d.List(); len(got) != 0 {
+		t.Errorf("List = %v; want nothing for a copy under an invalid namespace", got)
+	}
+}
+
 // crashHelper runs in a child process: it starts a write and blocks at the
 // worst moment, after the temporary data is complete and before the rename.
 func TestCrashHelper(t *testing.T) {

@@ -17,7 +17,9 @@
 // reports again). While the API is down, a host-network parent must also pass
 // its HTTP readiness probes, run from the node (LocalProbe): an API server
 // whose pod was deleted still runs for its termination grace period, but
-// fails /readyz at once. Parents come from the API; checkpoints from the disk.
+// fails /readyz at once. That /readyz leaves etcd out: with etcd down every
+// parent would fail it, and a checkpoint started beside each could not serve
+// either. Parents come from the API; checkpoints from the disk.
 //
 // # Port 6443: one hand-over
 //

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -45,6 +46,18 @@ func LocalProbe(timeout time.Duration) func(*corev1.Pod) bool {
 	}
 }
 
+// withoutEtcd leaves etcd out of an API server's /readyz: with etcd down
+// every parent fails its probe, and starting a checkpoint beside each would
+// add API servers that cannot serve either.
+func withoutEtcd(q url.Values) url.Values {
+	for _, check := range []string{"etcd", "etcd-readiness"} {
+		if !slices.Contains(q["exclude"], check) {
+			q.Add("exclude", check)
+		}
+	}
+	return q
+}
+
 func httpProbe(client *http.Client, g *corev1.HTTPGetAction) bool {
 	host := g.Host
 	if host == "" {
@@ -54,7 +67,14 @@ func httpProbe(client *http.Client, g *corev1.HTTPGetAction) bool {
 	if g.Scheme == corev1.URISchemeHTTPS {
 		scheme = "https"
 	}
-	u := url.URL{Scheme: scheme, Host: net.JoinHostPort(host, strconv.Itoa(g.Port.IntValue())), Path: g.Path}
+	target, err := url.Parse(g.Path)
+	if err != nil {
+		return false
+	}
+	if target.Path == "/readyz" {
+		target.RawQuery = withoutEtcd(target.Query()).Encode()
+	}
+	u := url.URL{Scheme: scheme, Host: net.JoinHostPort(host, strconv.Itoa(g.Port.IntValue())), Path: target.Path, RawQuery: target.RawQuery}
 	req, err := http.NewRequest(http.MethodGet, u.String(), nil)
 	if err != nil {
 		return false

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -17,10 +18,16 @@ import (
 )
 
 func TestLocalProbe(t *testing.T) {
-	status := http.StatusOK
+	status, etcdUp := http.StatusOK, true
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/readyz" {
 			http.NotFound(w, r)
+			return
+		}
+		// As the API server: a failing etcd check fails /readyz unless excluded.
+		excluded := r.URL.Query()["exclude"]
+		if !etcdUp && (!slices.Contains(excluded, "etcd") || !slices.Contains(excluded, "etcd-readiness")) {
+			w.WriteHeader(http.StatusInternalServerError)
 			return
 		}
 		w.WriteHeader(status)
@@ -41,20 +48,22 @@ func TestLocalProbe(t *testing.T) {
 	}
 	probe := LocalProbe(time.Second)
 	for _, tc := range []struct {
-		name   string
-		pod    *corev1.Pod
-		status int
-		want   bool
+		name    string
+		pod     *corev1.Pod
+		status  int
+		etcdOut bool
+		want    bool
 	}{
-		{"ready", pod(true, port, corev1.URISchemeHTTPS), http.StatusOK, true},
-		{"shutting down: /readyz fails", pod(true, port, corev1.URISchemeHTTPS), http.StatusInternalServerError, false},
-		{"gone: connection refused", pod(true, closedPort, corev1.URISchemeHTTPS), http.StatusOK, false},
-		{"plain HTTP to a TLS port", pod(true, port, corev1.URISchemeHTTP), http.StatusOK, false},
-		{"not on the host network: cannot tell", pod(false, closedPort, corev1.URISchemeHTTPS), http.StatusOK, true},
-		{"no readiness probe: cannot tell", &corev1.Pod{Spec: corev1.PodSpec{HostNetwork: true, Containers: []corev1.Container{{Name: "c"}}}}, http.StatusOK, true},
+		{"ready", pod(true, port, corev1.URISchemeHTTPS), http.StatusOK, false, true},
+		{"ready but etcd is down: the parent is not what failed", pod(true, port, corev1.URISchemeHTTPS), http.StatusOK, true, true},
+		{"shutting down: /readyz fails", pod(true, port, corev1.URISchemeHTTPS), http.StatusInternalServerError, false, false},
+		{"gone: connection refused", pod(true, closedPort, corev1.URISchemeHTTPS), http.StatusOK, false, false},
+		{"plain HTTP to a TLS port", pod(true, port, corev1.URISchemeHTTP), http.StatusOK, false, false},
+		{"not on the host network: cannot tell", pod(false, closedPort, corev1.URISchemeHTTPS), http.StatusOK, false, true},
+		{"no readiness probe: cannot tell", &corev1.Pod{Spec: corev1.PodSpec{HostNetwork: true, Containers: []corev1.Container{{Name: "c"}}}}, http.StatusOK, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			status = tc.status
+			status, etcdUp = tc.status, !tc.etcdOut
 			if got := probe(tc.pod); got != tc.want {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}

@@ -5,6 +5,8 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // File is one file of a volume copy.
@@ -34,6 +36,10 @@ func Project(vc VolumeCopy, data map[string]map[string][]byte) (map[string]File,
 		}
 		if len(src.Items) == 0 {
 			for k, v := range content {
+				// A key becomes a file name: it must be one, as the API server requires.
+				if errs := validation.IsConfigMapKey(k); len(errs) > 0 {
+					return nil, fmt.Errorf("%s %q of volume %q has key %q, which is not a file name: %s", strings.ToLower(src.Kind), src.Name, vc.Volume, k, errs[0])
+				}
 				files[k] = File{Data: v, Mode: copyMode(vc.DefaultMode)}
 			}
 			continue

@@ -239,6 +239,13 @@ func TestProjectErrors(t *testing.T) {
 			t.Errorf("path %q accepted", p)
 		}
 	}
+	// Without items every key is a file name; one that is not never reaches the disk.
+	vc.Sources[0].Items = nil
+	for _, k := range []string{"..", "../../etc/passwd", "a/b", ""} {
+		if _, err := checkpoint.Project(vc, map[string]map[string][]byte{"Secret/s": {k: []byte("x")}}); err == nil {
+			t.Errorf("key %q accepted as a file name", k)
+		}
+	}
 }
 
 func TestWantsCheckpoint(t *testing.T) {
