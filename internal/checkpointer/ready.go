@@ -51,6 +51,26 @@ func (r *Reconciler) successor(snap *snapshot, cp *corev1.Pod) (inAPI, ready boo
 	return inAPI, ready
 }
 
+// superseded reports whether the disk holds a checkpoint of a newer parent
+// of the same controller as cp: then cp must not run beside it.
+func superseded(snap *snapshot, cp *corev1.Pod) bool {
+	owner := checkpoint.Owner(cp)
+	if owner == "" {
+		return false
+	}
+	created := checkpoint.ParentCreated(cp)
+	for _, od := range snap.onDisk {
+		other := od.Pod
+		if other == nil || other.Namespace != cp.Namespace || checkpoint.CheckpointOf(other) == checkpoint.CheckpointOf(cp) || checkpoint.Owner(other) != owner {
+			continue
+		}
+		if checkpoint.ParentCreated(other).After(created) {
+			return true
+		}
+	}
+	return false
+}
+
 func podReady(p *corev1.Pod) bool {
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReady {

@@ -185,6 +185,9 @@ func (r *Reconciler) reconcileOne(ctx context.Context, snap *snapshot, key strin
 	if snap.apiUp && parent == nil && od != nil {
 		obs.SuccessorInAPI, obs.SuccessorReady = r.successor(snap, od.Pod)
 	}
+	if od != nil && od.Pod != nil {
+		obs.Superseded = superseded(snap, od.Pod)
+	}
 	next := checkpoint.Step(st, obs, snap.now, r.Grace)
 
 	var refreshErr, applyErr error

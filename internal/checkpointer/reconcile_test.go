@@ -627,3 +627,50 @@ func TestBadRolloutKeepsTheLastGoodSpec(t *testing.T) {
 		t.Fatalf("the good successor's checkpoint is %s, want inactive", phase(good.Name))
 	}
 }
+
+// An old checkpoint still inside its removal grace when the API goes down
+// must not run beside its successor's checkpoint: two API servers of one
+// DaemonSet would split the node's port between two specs. Only the
+// checkpoint of the newer parent activates.
+func TestOnlyTheNewestCheckpointOfAnOwnerRuns(t *testing.T) {
+	n := newTestNode(t, slog.New(slog.DiscardHandler))
+	cri, api, r := n.cri, n.api, n.r
+	old := n.parent
+	old.CreationTimestamp = metav1.NewTime(testNow.Add(-2 * time.Hour))
+	api.cs.Tracker().Update(corev1.SchemeGroupVersion.WithResource("pods"), old, testNS)
+	running := func(p *corev1.Pod) localPod {
+		return localPod{name: p.Name, uid: string(p.UID), ready: true,
+			containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour}}}
+	}
+	cri.set(running(old))
+	n.step(t, 0)
+
+	// The DaemonSet replaces the pod: the new one is Ready here, the old one gone.
+	successor := parentPod("kube-apiserver-b8m3q", true)
+	successor.CreationTimestamp = metav1.NewTime(testNow.Add(-time.Minute))
+	if err := api.cs.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("pods"), testNS, old.Name); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.cs.Tracker().Add(successor); err != nil {
+		t.Fatal(err)
+	}
+	cri.set(running(successor))
+	n.step(t, 5*time.Second)
+	phase := func(name string) checkpoint.Phase { return r.states[Key(testNS, name)].Phase }
+	if phase(old.Name) != checkpoint.PhaseInactive || phase(successor.Name) != checkpoint.PhaseInactive {
+		t.Fatalf("before the outage: old %s, successor %s; want both inactive", phase(old.Name), phase(successor.Name))
+	}
+
+	// The API goes down inside the old checkpoint's removal grace; nothing runs.
+	api.down.Store(true)
+	cri.set()
+	for range 4 {
+		n.step(t, 5*time.Second)
+	}
+	if phase(successor.Name) != checkpoint.PhaseActive || !exists(filepath.Join(n.disk.ManifestDir, manifestName(testNS, successor.Name))) {
+		t.Errorf("the successor's checkpoint is %s, want active", phase(successor.Name))
+	}
+	if phase(old.Name) != checkpoint.PhaseInactive || exists(filepath.Join(n.disk.ManifestDir, manifestName(testNS, old.Name))) {
+		t.Errorf("the old checkpoint is %s, want inactive beside its successor's", phase(old.Name))
+	}
+}

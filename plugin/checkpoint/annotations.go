@@ -1,6 +1,10 @@
 package checkpoint
 
-import corev1 "k8s.io/api/core/v1"
+import (
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
 
 // Annotations of the contract. A parent asks to be checkpointed with
 // CheckpointAnnotation: "true"; every checkpoint carries CheckpointOfAnnotation
@@ -17,11 +21,24 @@ const (
 	// "--bind-address=$(HOST_IP)": its checkpoint then serves the node's
 	// address alone, and 127.0.0.1 reaches only the parent (see doc.go).
 	ArgsAnnotation = "checkpointer.selfhost.dev/checkpoint-args"
+	// ParentCreatedAnnotation keeps the parent's creation time (RFC 3339) on
+	// its checkpoint: of two checkpoints of one owner, the newer parent's wins.
+	ParentCreatedAnnotation = "checkpointer.selfhost.dev/parent-created"
 
 	// Bootkube's names, accepted so that users can migrate.
 	BootkubeCheckpointAnnotation   = "checkpointer.alpha.coreos.com/checkpoint"
 	BootkubeCheckpointOfAnnotation = "checkpointer.alpha.coreos.com/checkpoint-of"
 )
+
+// ParentCreated is when a checkpoint's parent was created; zero when the
+// checkpoint does not say (bootkube's, or one written before it did).
+func ParentCreated(checkpoint *corev1.Pod) time.Time {
+	t, err := time.Parse(time.RFC3339, checkpoint.Annotations[ParentCreatedAnnotation])
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
 
 // Set by the kubelet on static pods and their mirror pods.
 const (

@@ -14,7 +14,9 @@
 // checkpoint carries checkpointer.selfhost.dev/checkpoint-of: <parent pod name>
 // (CheckpointOfAnnotation). Bootkube's checkpointer.alpha.coreos.com/checkpoint
 // and checkpoint-of are accepted too. Only pods in the checkpointer's own
-// namespace are checkpointed.
+// namespace are checkpointed. A checkpoint also keeps its parent's controller
+// (OwnerAnnotation) and creation time (ParentCreatedAnnotation): of two
+// checkpoints of one controller on a node, only the newer parent's may run.
 //
 // # State machine
 //

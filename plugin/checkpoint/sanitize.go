@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -88,6 +89,9 @@ func checkpointMeta(p, parent *corev1.Pod, parentName string) {
 	annotations[CheckpointOfAnnotation] = parentName
 	if owner := Owner(parent); owner != "" {
 		annotations[OwnerAnnotation] = owner
+	}
+	if !parent.CreationTimestamp.IsZero() {
+		annotations[ParentCreatedAnnotation] = parent.CreationTimestamp.UTC().Format(time.RFC3339)
 	}
 	p.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}
 	p.ObjectMeta = metav1.ObjectMeta{Name: parentName, Namespace: p.Namespace, Labels: labels, Annotations: annotations}

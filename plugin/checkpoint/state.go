@@ -55,6 +55,10 @@ type Observation struct {
 	SuccessorInAPI bool
 	// SuccessorReady: that successor runs here and is Ready.
 	SuccessorReady bool
+	// Superseded: this node holds a checkpoint of a newer parent of the same
+	// owner. Two copies of one API server would split its port between two
+	// specs, so only the newest may run.
+	Superseded bool
 }
 
 // Grace holds the waits of the state machine.
@@ -93,6 +97,11 @@ var DefaultGrace = Grace{Activate: 5 * time.Second, HandOver: 5 * time.Second, R
 //
 // While the API is down nothing is removed and a pending removal is dropped:
 // the last good copy may be all that can bring the API back.
+//
+// A superseded checkpoint (a newer one of the same owner is here) never runs:
+//
+//	inactive → (stays)    where it would activate
+//	active   → inactive   at once: the newer one takes over
 func Step(s State, o Observation, now time.Time, g Grace) State {
 	if s.Phase == "" {
 		s.Phase = PhaseNone
@@ -107,8 +116,10 @@ func Step(s State, o Observation, now time.Time, g Grace) State {
 		return State{Phase: PhaseNone, Since: s.Since}
 	case PhaseInactive:
 		switch {
-		case replaced && o.SuccessorReady:
+		case replaced && o.SuccessorReady, o.Superseded && gone:
 			return wait(s, PendingRemove, now, g.Remove, PhaseRemoved)
+		case o.Superseded:
+			return settle(s)
 		case replaced:
 			return wait(s, PendingActivate, now, g.Activate, PhaseActive)
 		case gone:
@@ -120,6 +131,8 @@ func Step(s State, o Observation, now time.Time, g Grace) State {
 		}
 	case PhaseActive:
 		switch {
+		case o.Superseded:
+			return State{Phase: PhaseInactive, Since: now}
 		case replaced && o.SuccessorReady:
 			return wait(s, PendingHandOver, now, g.HandOver, PhaseRemoved)
 		case replaced:

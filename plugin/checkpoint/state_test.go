@@ -115,3 +115,35 @@ func TestStepKeepsTheLastGoodSpecUntilASuccessorIsReady(t *testing.T) {
 		}
 	}
 }
+
+// A superseded checkpoint never runs, whatever else holds: a newer one of
+// the same owner serves instead. Removal still follows the API.
+func TestStepSupersededNeverRuns(t *testing.T) {
+	start := func(p checkpoint.Phase, pending checkpoint.Pending) checkpoint.State {
+		return checkpointtest.Transition{From: p, Pending: pending, Expired: true}.Start()
+	}
+	for _, tc := range []struct {
+		name  string
+		from  checkpoint.State
+		obs   checkpoint.Observation
+		want  checkpoint.Phase
+		timer checkpoint.Pending
+	}{
+		{"inactive, API down, parent not here", start(checkpoint.PhaseInactive, checkpoint.PendingActivate), checkpoint.Observation{}, checkpoint.PhaseInactive, ""},
+		{"inactive, successor crash-looping: waits to be removed, not to run", start(checkpoint.PhaseInactive, checkpoint.PendingActivate),
+			checkpoint.Observation{APIUp: true, SuccessorInAPI: true}, checkpoint.PhaseInactive, checkpoint.PendingRemove},
+		{"inactive, parent gone from the API", start(checkpoint.PhaseInactive, checkpoint.PendingRemove),
+			checkpoint.Observation{APIUp: true}, checkpoint.PhaseRemoved, ""},
+		{"active, API down", start(checkpoint.PhaseActive, checkpoint.PendingNothing), checkpoint.Observation{}, checkpoint.PhaseInactive, ""},
+		{"active, parent Ready", start(checkpoint.PhaseActive, checkpoint.PendingNothing),
+			checkpoint.Observation{APIUp: true, ParentInAPI: true, ParentReady: true}, checkpoint.PhaseInactive, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.obs.Superseded = true
+			got := checkpoint.Step(tc.from, tc.obs, checkpointtest.Now, testGrace)
+			if got.Phase != tc.want || got.Pending != tc.timer {
+				t.Fatalf("Step = %s(%s), want %s(%s)", got.Phase, got.Pending, tc.want, tc.timer)
+			}
+		})
+	}
+}
