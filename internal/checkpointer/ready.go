@@ -32,11 +32,12 @@ func (r *Reconciler) readyInAPI(snap *snapshot, p *corev1.Pod) bool {
 }
 
 // successor reports whether the API lists a pod of the checkpoint's
-// controller in its parent's place on this node, and whether one is Ready here.
-func (r *Reconciler) successor(snap *snapshot, cp *corev1.Pod) (inAPI, ready bool) {
+// controller in its parent's place on this node, whether one is Ready here,
+// and whether a Ready one has its own inactive checkpoint on disk.
+func (r *Reconciler) successor(snap *snapshot, cp *corev1.Pod) (inAPI, ready, checkpointed bool) {
 	owner := checkpoint.Owner(cp)
 	if owner == "" {
-		return false, false
+		return false, false, false
 	}
 	for i := range snap.parents {
 		p := &snap.parents[i]
@@ -46,9 +47,12 @@ func (r *Reconciler) successor(snap *snapshot, cp *corev1.Pod) (inAPI, ready boo
 		inAPI = true
 		if r.readyInAPI(snap, p) {
 			ready = true
+			if od := snap.onDisk[Key(p.Namespace, p.Name)]; od != nil && od.Inactive {
+				checkpointed = true
+			}
 		}
 	}
-	return inAPI, ready
+	return inAPI, ready, checkpointed
 }
 
 // superseded reports whether the disk holds a checkpoint of a newer parent

@@ -674,3 +674,42 @@ func TestOnlyTheNewestCheckpointOfAnOwnerRuns(t *testing.T) {
 		t.Errorf("the old checkpoint is %s, want inactive beside its successor's", phase(old.Name))
 	}
 }
+
+// A Ready successor that cannot be checkpointed (here it mounts a claim,
+// which a static pod cannot) does not take its predecessor's checkpoint
+// away: that one stays on disk, the node's only way back if the API goes.
+func TestAnUncheckpointableSuccessorLeavesTheOldCheckpoint(t *testing.T) {
+	n := newTestNode(t, slog.New(slog.DiscardHandler))
+	cri, api, r := n.cri, n.api, n.r
+	old := n.parent
+	running := func(p *corev1.Pod) localPod {
+		return localPod{name: p.Name, uid: string(p.UID), ready: true,
+			containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour}}}
+	}
+	cri.set(running(old))
+	n.step(t, 0)
+
+	successor := parentPod("kube-apiserver-b8m3q", true)
+	successor.Spec.Volumes = append(successor.Spec.Volumes, corev1.Volume{Name: "data",
+		VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}})
+	if err := api.cs.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("pods"), testNS, old.Name); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.cs.Tracker().Add(successor); err != nil {
+		t.Fatal(err)
+	}
+	cri.set(running(successor))
+	for range 30 { // five minutes, five times the removal grace
+		n.clk.Step(10 * time.Second)
+		// Each pass reports that the successor cannot be checkpointed.
+		if _, err := r.Reconcile(context.Background()); err == nil || !strings.Contains(err.Error(), "from a claim") {
+			t.Fatalf("reconcile: %v, want the successor's claim refused", err)
+		}
+	}
+	if got := r.states[Key(testNS, old.Name)].Phase; got != checkpoint.PhaseInactive || !exists(filepath.Join(n.disk.InactiveDir, manifestName(testNS, old.Name))) {
+		t.Errorf("the old checkpoint is %s, want inactive and on disk", got)
+	}
+	if exists(filepath.Join(n.disk.InactiveDir, manifestName(testNS, successor.Name))) {
+		t.Fatal("the successor was checkpointed after all; the test proves nothing")
+	}
+}

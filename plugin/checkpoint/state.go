@@ -55,6 +55,10 @@ type Observation struct {
 	SuccessorInAPI bool
 	// SuccessorReady: that successor runs here and is Ready.
 	SuccessorReady bool
+	// SuccessorCheckpointed: that successor has its own inactive checkpoint
+	// here. Until it has, this checkpoint is the only copy that can bring
+	// the node's API server back, and it stays.
+	SuccessorCheckpointed bool
 	// Superseded: this node holds a checkpoint of a newer parent of the same
 	// owner. Two copies of one API server would split its port between two
 	// specs, so only the newest may run.
@@ -92,8 +96,11 @@ var DefaultGrace = Grace{Activate: 5 * time.Second, HandOver: 5 * time.Second, R
 // spec that worked here, so it stays until the successor proves itself.
 //
 //	inactive → active     successor not Ready here for Grace.Activate (a crash-looping rollout)
-//	inactive → removed    successor Ready here for Grace.Remove
-//	active   → removed    successor Ready here for Grace.HandOver
+//	inactive → removed    successor Ready and checkpointed here for Grace.Remove
+//	active   → removed    successor Ready and checkpointed here for Grace.HandOver
+//	active   → inactive   successor Ready here for Grace.HandOver, but with no
+//	                      checkpoint of its own: this one stays, the last that can
+//	                      bring the node's API server back
 //
 // While the API is down nothing is removed and a pending removal is dropped:
 // the last good copy may be all that can bring the API back.
@@ -116,9 +123,9 @@ func Step(s State, o Observation, now time.Time, g Grace) State {
 		return State{Phase: PhaseNone, Since: s.Since}
 	case PhaseInactive:
 		switch {
-		case replaced && o.SuccessorReady, o.Superseded && gone:
+		case replaced && o.SuccessorReady && o.SuccessorCheckpointed, o.Superseded && gone:
 			return wait(s, PendingRemove, now, g.Remove, PhaseRemoved)
-		case o.Superseded:
+		case o.Superseded, replaced && o.SuccessorReady:
 			return settle(s)
 		case replaced:
 			return wait(s, PendingActivate, now, g.Activate, PhaseActive)
@@ -133,8 +140,10 @@ func Step(s State, o Observation, now time.Time, g Grace) State {
 		switch {
 		case o.Superseded:
 			return State{Phase: PhaseInactive, Since: now}
-		case replaced && o.SuccessorReady:
+		case replaced && o.SuccessorReady && o.SuccessorCheckpointed:
 			return wait(s, PendingHandOver, now, g.HandOver, PhaseRemoved)
+		case replaced && o.SuccessorReady:
+			return wait(s, PendingHandOver, now, g.HandOver, PhaseInactive)
 		case replaced:
 			return settle(s)
 		case gone:

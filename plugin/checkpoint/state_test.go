@@ -72,41 +72,61 @@ func TestStepZeroValueIsNone(t *testing.T) {
 	}
 }
 
+// successor is how the successor of a replaced parent runs on the node.
+type successor int
+
+const (
+	crashLooping        successor = iota // not Ready
+	readyUncheckpointed                  // Ready, with no checkpoint of its own (yet, or ever)
+	readyCheckpointed                    // Ready, with its own inactive checkpoint
+)
+
+func (s successor) String() string {
+	return [...]string{"crash-looping", "ready-uncheckpointed", "ready-checkpointed"}[s]
+}
+
 // replacedTransitions: the API is up and no longer has the parent, but lists
 // a successor from the same controller on this node. Whether the parent
 // still runs here does not matter: each row holds for both.
 var replacedTransitions = []struct {
-	from           checkpoint.Phase
-	pending        checkpoint.Pending
-	successorReady bool
-	expired        bool
-	want           checkpoint.Phase
-	wantPending    checkpoint.Pending
+	from        checkpoint.Phase
+	pending     checkpoint.Pending
+	successor   successor
+	expired     bool
+	want        checkpoint.Phase
+	wantPending checkpoint.Pending
 }{
-	{checkpoint.PhaseNone, checkpoint.PendingNothing, false, run, checkpoint.PhaseNone, ""},
-	{checkpoint.PhaseNone, checkpoint.PendingNothing, true, run, checkpoint.PhaseNone, ""},
+	{checkpoint.PhaseNone, checkpoint.PendingNothing, crashLooping, run, checkpoint.PhaseNone, ""},
+	{checkpoint.PhaseNone, checkpoint.PendingNothing, readyCheckpointed, run, checkpoint.PhaseNone, ""},
 	// A successor that does not run (a bad rollout) makes the last good spec take over.
-	{checkpoint.PhaseInactive, checkpoint.PendingActivate, false, run, checkpoint.PhaseInactive, checkpoint.PendingActivate},
-	{checkpoint.PhaseInactive, checkpoint.PendingActivate, false, expired, checkpoint.PhaseActive, ""},
-	{checkpoint.PhaseInactive, checkpoint.PendingRemove, false, expired, checkpoint.PhaseInactive, checkpoint.PendingActivate}, // a removal timer never activates
+	{checkpoint.PhaseInactive, checkpoint.PendingActivate, crashLooping, run, checkpoint.PhaseInactive, checkpoint.PendingActivate},
+	{checkpoint.PhaseInactive, checkpoint.PendingActivate, crashLooping, expired, checkpoint.PhaseActive, ""},
+	{checkpoint.PhaseInactive, checkpoint.PendingRemove, crashLooping, expired, checkpoint.PhaseInactive, checkpoint.PendingActivate}, // a removal timer never activates
 	// A Ready successor gets its own checkpoint; the old one goes after the removal grace.
-	{checkpoint.PhaseInactive, checkpoint.PendingRemove, true, run, checkpoint.PhaseInactive, checkpoint.PendingRemove},
-	{checkpoint.PhaseInactive, checkpoint.PendingRemove, true, expired, checkpoint.PhaseRemoved, ""},
+	{checkpoint.PhaseInactive, checkpoint.PendingRemove, readyCheckpointed, run, checkpoint.PhaseInactive, checkpoint.PendingRemove},
+	{checkpoint.PhaseInactive, checkpoint.PendingRemove, readyCheckpointed, expired, checkpoint.PhaseRemoved, ""},
+	// Until it has one, the old checkpoint is the node's only way back: it stays, and does not run.
+	{checkpoint.PhaseInactive, checkpoint.PendingRemove, readyUncheckpointed, expired, checkpoint.PhaseInactive, ""},
+	{checkpoint.PhaseInactive, checkpoint.PendingActivate, readyUncheckpointed, expired, checkpoint.PhaseInactive, ""},
 	// An active checkpoint serves until the successor has been Ready for the hand-over grace.
-	{checkpoint.PhaseActive, checkpoint.PendingRemove, false, run, checkpoint.PhaseActive, ""},
-	{checkpoint.PhaseActive, checkpoint.PendingRemove, false, expired, checkpoint.PhaseActive, ""}, // never removed under a crash-looping successor
-	{checkpoint.PhaseActive, checkpoint.PendingHandOver, true, run, checkpoint.PhaseActive, checkpoint.PendingHandOver},
-	{checkpoint.PhaseActive, checkpoint.PendingHandOver, true, expired, checkpoint.PhaseRemoved, ""},
-	{checkpoint.PhaseActive, checkpoint.PendingRemove, true, expired, checkpoint.PhaseActive, checkpoint.PendingHandOver}, // a removal timer is not a hand-over
+	{checkpoint.PhaseActive, checkpoint.PendingRemove, crashLooping, run, checkpoint.PhaseActive, ""},
+	{checkpoint.PhaseActive, checkpoint.PendingRemove, crashLooping, expired, checkpoint.PhaseActive, ""}, // never removed under a crash-looping successor
+	{checkpoint.PhaseActive, checkpoint.PendingHandOver, readyCheckpointed, run, checkpoint.PhaseActive, checkpoint.PendingHandOver},
+	{checkpoint.PhaseActive, checkpoint.PendingHandOver, readyCheckpointed, expired, checkpoint.PhaseRemoved, ""},
+	{checkpoint.PhaseActive, checkpoint.PendingRemove, readyCheckpointed, expired, checkpoint.PhaseActive, checkpoint.PendingHandOver}, // a removal timer is not a hand-over
+	// It hands the node to a successor with no checkpoint of its own, and stays on disk.
+	{checkpoint.PhaseActive, checkpoint.PendingHandOver, readyUncheckpointed, run, checkpoint.PhaseActive, checkpoint.PendingHandOver},
+	{checkpoint.PhaseActive, checkpoint.PendingHandOver, readyUncheckpointed, expired, checkpoint.PhaseInactive, ""},
 }
 
 func TestStepKeepsTheLastGoodSpecUntilASuccessorIsReady(t *testing.T) {
 	for _, tr := range replacedTransitions {
 		for _, parentReady := range []bool{false, true} {
-			name := fmt.Sprintf("%s(%s)/successorReady=%t/expired=%t/parentReady=%t", tr.from, tr.pending, tr.successorReady, tr.expired, parentReady)
+			name := fmt.Sprintf("%s(%s)/successor=%s/expired=%t/parentReady=%t", tr.from, tr.pending, tr.successor, tr.expired, parentReady)
 			t.Run(name, func(t *testing.T) {
 				start := checkpointtest.Transition{From: tr.from, Pending: tr.pending, Expired: tr.expired}.Start()
-				o := checkpoint.Observation{APIUp: true, ParentReady: parentReady, SuccessorInAPI: true, SuccessorReady: tr.successorReady}
+				o := checkpoint.Observation{APIUp: true, ParentReady: parentReady, SuccessorInAPI: true,
+					SuccessorReady: tr.successor != crashLooping, SuccessorCheckpointed: tr.successor == readyCheckpointed}
 				got := checkpoint.Step(start, o, checkpointtest.Now, testGrace)
 				if got.Phase != tr.want || got.Pending != tr.wantPending {
 					t.Fatalf("Step = %s(%s), want %s(%s)", got.Phase, got.Pending, tr.want, tr.wantPending)
