@@ -40,6 +40,7 @@ func TestRecovery(t *testing.T) {
 		features.New("the self-hosted control plane brings itself back").
 			Setup(requirePivotedCluster).
 			Assess("every API server pod deleted by verify --drill apiserver", deleteEveryAPIServerPod).
+			Assess("every API server pod deleted while nothing schedules the replacements; the checkpoints serve until they run", deleteAPIServersWhileNothingSchedules).
 			Assess("a bad API server rollout survived and rolled back; it is never checkpointed", rollOutBadAPIServer).
 			Assess("a parent moved off a node; its checkpoint there is removed", moveParentOffNode).
 			Assess("a node restarted while every API server is down; it starts its checkpoints from disk", restartNodeWhileAPIDown).

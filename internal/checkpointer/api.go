@@ -12,7 +12,12 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 
+	"strings"
+
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
+	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
+	"k8s.io/klog/v2"
 )
 
 // API is what the checkpointer needs from the API server.
@@ -25,6 +30,9 @@ type API interface {
 	VolumeData(ctx context.Context, kind, name string) (data map[string][]byte, found bool, err error)
 	// DaemonSetGone reports whether the checkpointer's DaemonSet is deleted or being deleted.
 	DaemonSetGone(ctx context.Context) (bool, error)
+	// OwnerWantsNode reports whether a parent's controller (Kind/name) is a
+	// DaemonSet that exists, is not being deleted, and targets this node.
+	OwnerWantsNode(ctx context.Context, owner string) (bool, error)
 	PublishStatus(ctx context.Context, st checkpoint.NodeStatus) error
 }
 
@@ -46,6 +54,9 @@ type (
 	DaemonSetGetter interface {
 		Get(ctx context.Context, name string, opts metav1.GetOptions) (*appsv1.DaemonSet, error)
 	}
+	NodeGetter interface {
+		Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Node, error)
+	}
 )
 
 // ClientAPI implements API within one namespace.
@@ -54,6 +65,7 @@ type ClientAPI struct {
 	Secrets    SecretGetter
 	ConfigMaps ConfigMapClient
 	DaemonSets DaemonSetGetter
+	Nodes      NodeGetter
 	Namespace  string
 	Node       string
 	DaemonSet  string
@@ -115,6 +127,47 @@ func (a ClientAPI) DaemonSetGone(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("cannot read DaemonSet %s/%s: %w", a.Namespace, a.DaemonSet, err)
 	}
 	return ds.DeletionTimestamp != nil, nil
+}
+
+// OwnerWantsNode reads the owner DaemonSet and this node. The checkpointer
+// may read only the DaemonSets its Role names: an owner it may not read is
+// not known to want the node, and its checkpoint follows the API as before.
+func (a ClientAPI) OwnerWantsNode(ctx context.Context, owner string) (bool, error) {
+	kind, name, _ := strings.Cut(owner, "/")
+	if kind != "DaemonSet" || name == "" {
+		return false, nil
+	}
+	ds, err := a.DaemonSets.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("cannot read DaemonSet %s/%s: %w", a.Namespace, name, err)
+	}
+	if ds.DeletionTimestamp != nil {
+		return false, nil
+	}
+	node, err := a.Nodes.Get(ctx, a.Node, metav1.GetOptions{})
+	if err != nil {
+		return false, fmt.Errorf("cannot read node %s: %w", a.Node, err)
+	}
+	return targets(&ds.Spec.Template, node)
+}
+
+// targets reports whether a DaemonSet with this pod template runs a pod on
+// node, as its controller decides: the node matches the template's node
+// selector and required affinity, and the template tolerates the node's
+// NoSchedule and NoExecute taints.
+func targets(tmpl *corev1.PodTemplateSpec, node *corev1.Node) (bool, error) {
+	pod := &corev1.Pod{Spec: tmpl.Spec}
+	match, err := nodeaffinity.GetRequiredNodeAffinity(pod).Match(node)
+	if err != nil || !match {
+		return false, err
+	}
+	_, untolerated := corev1helpers.FindMatchingUntoleratedTaint(klog.Background(), node.Spec.Taints, tmpl.Spec.Tolerations, func(t *corev1.Taint) bool {
+		return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
+	}, false)
+	return !untolerated, nil
 }
 
 // PublishStatus merge-patches this node's key only, so nodes never conflict.

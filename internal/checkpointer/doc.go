@@ -80,8 +80,9 @@
 // bound token it does not expire and is not bound to a pod, so it works after
 // an outage of any length, and the static copy reads it from its volume copy.
 // It is revoked by deleting the Secret, and its reach is a namespaced Role:
-// list pods, get secrets and configMaps, patch the status ConfigMap, get the
-// DaemonSet. The token file is re-read on every request. The API server
+// list pods, get secrets and configMaps, patch the status ConfigMap, get its
+// own and the API server's DaemonSets; and, cluster-wide, get nodes, to tell
+// whether a DaemonSet still targets its node. The token file is re-read on every request. The API server
 // address comes from the kubelet's kubeconfig, so neither kube-proxy nor
 // cluster DNS is needed. Missing credentials count as an API that is down:
 // checkpoints on disk still start and stop.

@@ -175,8 +175,8 @@ func (a *apiServer) clientAPI() ClientAPI {
 	c := a.cs.CoreV1()
 	return ClientAPI{
 		Pods: c.Pods(testNS), Secrets: c.Secrets(testNS), ConfigMaps: c.ConfigMaps(testNS),
-		DaemonSets: a.cs.AppsV1().DaemonSets(testNS),
-		Namespace:  testNS, Node: testNode, DaemonSet: testDS,
+		DaemonSets: a.cs.AppsV1().DaemonSets(testNS), Nodes: c.Nodes(),
+		Namespace: testNS, Node: testNode, DaemonSet: testDS,
 	}
 }
 

@@ -3,6 +3,7 @@ package checkpointer
 import (
 	"bytes"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -72,8 +73,16 @@ func TestManifest(t *testing.T) {
 			ds = v
 		case *rbacv1.Role:
 			role = v
-		case *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding:
-			t.Errorf("cluster-wide RBAC: %T", v)
+		case *rbacv1.ClusterRole:
+			// Cluster-wide, it may only read nodes: whether a DaemonSet targets its node.
+			want := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}}}
+			if !reflect.DeepEqual(v.Rules, want) {
+				t.Errorf("cluster-wide RBAC grants %+v; want only get on nodes", v.Rules)
+			}
+		case *rbacv1.ClusterRoleBinding:
+			if v.RoleRef.Kind != "ClusterRole" || v.RoleRef.Name != "pod-checkpointer" || len(v.Subjects) != 1 || v.Subjects[0].Name != "pod-checkpointer" {
+				t.Errorf("cluster-wide binding %+v; want the pod-checkpointer ClusterRole for its service account only", v)
+			}
 		case *corev1.Secret:
 			if v.Type != corev1.SecretTypeServiceAccountToken || v.Annotations[corev1.ServiceAccountNameKey] != "pod-checkpointer" {
 				t.Errorf("token secret = %+v", v)
@@ -85,7 +94,7 @@ func TestManifest(t *testing.T) {
 		}
 		kinds = append(kinds, o.GetObjectKind().GroupVersionKind().Kind)
 	}
-	if got := strings.Join(kinds, ","); got != "ServiceAccount,Secret,ConfigMap,Role,RoleBinding,DaemonSet" {
+	if got := strings.Join(kinds, ","); got != "ServiceAccount,Secret,ConfigMap,Role,RoleBinding,ClusterRole,ClusterRoleBinding,DaemonSet" {
 		t.Fatalf("documents = %s", got)
 	}
 	for _, r := range role.Rules {

@@ -1,6 +1,7 @@
 package checkpointer
 
 import (
+	"context"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -53,6 +54,29 @@ func (r *Reconciler) successor(snap *snapshot, cp *corev1.Pod) (inAPI, ready, ch
 		}
 	}
 	return inAPI, ready, checkpointed
+}
+
+// ownerWantsNode asks the API whether the checkpoint's controller still
+// wants a pod on this node. When the API cannot tell, the answer is yes: a
+// checkpoint kept a while too long costs little, one removed too early can
+// cost the node's API server.
+func (r *Reconciler) ownerWantsNode(ctx context.Context, key string, cp *corev1.Pod) bool {
+	owner := checkpoint.Owner(cp)
+	if owner == "" {
+		return false
+	}
+	wants, err := r.API.OwnerWantsNode(ctx, owner)
+	logged := key + " owner"
+	if err != nil {
+		r.count(errAPI)
+		if r.lastErr[logged] != err.Error() {
+			r.lastErr[logged] = err.Error()
+			r.Log.Warn("cannot tell whether the owner still wants this node; keeping the checkpoint", "checkpoint", key, "owner", owner, "err", err)
+		}
+		return true
+	}
+	delete(r.lastErr, logged)
+	return wants
 }
 
 // superseded reports whether the disk holds a checkpoint of a newer parent

@@ -184,6 +184,9 @@ func (r *Reconciler) reconcileOne(ctx context.Context, snap *snapshot, key strin
 	obs := checkpoint.Observation{APIUp: snap.apiUp, ParentInAPI: parent != nil, ParentReady: r.parentReady(snap, key)}
 	if snap.apiUp && parent == nil && od != nil {
 		obs.SuccessorInAPI, obs.SuccessorReady, obs.SuccessorCheckpointed = r.successor(snap, od.Pod)
+		if !obs.SuccessorInAPI {
+			obs.OwnerWantsNode = r.ownerWantsNode(ctx, key, od.Pod)
+		}
 	}
 	if od != nil && od.Pod != nil {
 		obs.Superseded = superseded(snap, od.Pod)

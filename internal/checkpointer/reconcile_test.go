@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -711,5 +712,96 @@ func TestAnUncheckpointableSuccessorLeavesTheOldCheckpoint(t *testing.T) {
 	}
 	if exists(filepath.Join(n.disk.InactiveDir, manifestName(testNS, successor.Name))) {
 		t.Fatal("the successor was checkpointed after all; the test proves nothing")
+	}
+}
+
+// apiServerDaemonSet is the owner of parentPod: it runs on control-plane nodes.
+func apiServerDaemonSet() *appsv1.DaemonSet {
+	return &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "kube-apiserver", Namespace: testNS},
+		Spec: appsv1.DaemonSetSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+			NodeSelector: map[string]string{"node-role.kubernetes.io/control-plane": ""},
+			Tolerations:  []corev1.Toleration{{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
+		}}}}
+}
+
+func controlPlaneNode() *corev1.Node {
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: testNode, Labels: map[string]string{"node-role.kubernetes.io/control-plane": ""}},
+		Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule}}}}
+}
+
+// Every API server pod is deleted and nothing can create or schedule the
+// replacements for a long while (bootkube #824): the checkpoint brings the
+// API back and keeps serving however long that takes, because the
+// DaemonSet still wants a pod on the node. Once the DaemonSet is deleted,
+// the checkpoint goes after the removal grace.
+func TestACheckpointServesUntilTheReplacementRuns(t *testing.T) {
+	n := newTestNode(t, slog.New(slog.DiscardHandler))
+	cri, api, r, parent := n.cri, n.api, n.r, n.parent
+	for _, o := range []runtime.Object{apiServerDaemonSet(), controlPlaneNode()} {
+		if err := api.cs.Tracker().Add(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cri.set(localPod{name: parentName, uid: string(parent.UID), ready: true,
+		containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour}}})
+	n.step(t, 0)
+
+	// The pod is deleted: its process stops, the API goes with it.
+	if err := api.cs.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("pods"), testNS, parentName); err != nil {
+		t.Fatal(err)
+	}
+	cri.set()
+	api.down.Store(true)
+	phase := func() checkpoint.Phase { return r.states[Key(testNS, parentName)].Phase }
+	for range 4 {
+		n.step(t, 5*time.Second)
+	}
+	if phase() != checkpoint.PhaseActive {
+		t.Fatalf("with the API down got %s, want active", phase())
+	}
+	// The checkpoint serves the API; no replacement appears for ten minutes.
+	api.down.Store(false)
+	for range 60 {
+		n.step(t, 10*time.Second)
+		if phase() != checkpoint.PhaseActive {
+			t.Fatalf("%s into the wait for a replacement the checkpoint is %s, want active", n.clk.Since(testNow), phase())
+		}
+	}
+	// A DaemonSet that no longer exists wants no pod here.
+	if err := api.cs.Tracker().Delete(appsv1.SchemeGroupVersion.WithResource("daemonsets"), testNS, "kube-apiserver"); err != nil {
+		t.Fatal(err)
+	}
+	for range 7 {
+		n.step(t, 10*time.Second)
+	}
+	if _, known := r.states[Key(testNS, parentName)]; known || exists(filepath.Join(n.disk.InactiveDir, manifestName(testNS, parentName))) {
+		t.Fatalf("a minute after its DaemonSet went the checkpoint is %s, want removed", phase())
+	}
+}
+
+// targets decides as the DaemonSet controller does which nodes get a pod.
+func TestTargets(t *testing.T) {
+	tmpl := &apiServerDaemonSet().Spec.Template
+	for _, tc := range []struct {
+		name string
+		edit func(*corev1.Node)
+		want bool
+	}{
+		{"a control-plane node", func(*corev1.Node) {}, true},
+		{"its control-plane label removed", func(n *corev1.Node) { delete(n.Labels, "node-role.kubernetes.io/control-plane") }, false},
+		{"a taint it does not tolerate", func(n *corev1.Node) {
+			n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: "drain", Effect: corev1.TaintEffectNoExecute})
+		}, false},
+		{"a PreferNoSchedule taint", func(n *corev1.Node) {
+			n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: "soft", Effect: corev1.TaintEffectPreferNoSchedule})
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			node := controlPlaneNode()
+			tc.edit(node)
+			if got, err := targets(tmpl, node); err != nil || got != tc.want {
+				t.Errorf("targets = %v, %v; want %v", got, err, tc.want)
+			}
+		})
 	}
 }

@@ -62,6 +62,7 @@ func NewClientAPI(server, tokenFile, caFile, namespace, node, daemonSet string) 
 		Secrets:    httpSecrets{h, core + "/secrets/"},
 		ConfigMaps: httpConfigMaps{h, core + "/configmaps/"},
 		DaemonSets: httpDaemonSets{h, apps + "/daemonsets/"},
+		Nodes:      httpNodes{h, "/api/v1/nodes/"},
 		Namespace:  namespace, Node: node, DaemonSet: daemonSet,
 	}, nil
 }
@@ -166,4 +167,14 @@ type httpDaemonSets struct {
 func (d httpDaemonSets) Get(ctx context.Context, name string, _ metav1.GetOptions) (*appsv1.DaemonSet, error) {
 	out := &appsv1.DaemonSet{}
 	return out, d.h.do(ctx, http.MethodGet, d.prefix+url.PathEscape(name), nil, "", nil, out)
+}
+
+type httpNodes struct {
+	h      *httpAPI
+	prefix string
+}
+
+func (n httpNodes) Get(ctx context.Context, name string, _ metav1.GetOptions) (*corev1.Node, error) {
+	out := &corev1.Node{}
+	return out, n.h.do(ctx, http.MethodGet, n.prefix+url.PathEscape(name), nil, "", nil, out)
 }

@@ -290,6 +290,14 @@ func (l *lazyAPI) DaemonSetGone(ctx context.Context) (bool, error) {
 	return a.DaemonSetGone(ctx)
 }
 
+func (l *lazyAPI) OwnerWantsNode(ctx context.Context, owner string) (bool, error) {
+	a, err := l.get()
+	if err != nil {
+		return false, err
+	}
+	return a.OwnerWantsNode(ctx, owner)
+}
+
 func (l *lazyAPI) PublishStatus(ctx context.Context, st checkpoint.NodeStatus) error {
 	a, err := l.get()
 	if err != nil {

@@ -59,6 +59,11 @@ type Observation struct {
 	// here. Until it has, this checkpoint is the only copy that can bring
 	// the node's API server back, and it stays.
 	SuccessorCheckpointed bool
+	// OwnerWantsNode: the parent is gone with no successor here yet, but its
+	// controller (a DaemonSet) still exists and still targets this node, so a
+	// replacement is coming, however long it takes to be created and
+	// scheduled. Only meaningful when the API is up.
+	OwnerWantsNode bool
 	// Superseded: this node holds a checkpoint of a newer parent of the same
 	// owner. Two copies of one API server would split its port between two
 	// specs, so only the newest may run.
@@ -92,8 +97,11 @@ var DefaultGrace = Grace{Activate: 5 * time.Second, HandOver: 5 * time.Second, R
 //	active   → removed    API up and the parent absent for Grace.Remove
 //
 // A parent that the API replaced (its controller runs a successor on this
-// node) is a rollout or a deletion, not a move: its checkpoint is the last
-// spec that worked here, so it stays until the successor proves itself.
+// node, or still targets the node and has yet to create or schedule one) is
+// a rollout or a deletion, not a move: its checkpoint is the last spec that
+// worked here, so it stays until the successor proves itself. After every API
+// server pod is deleted, the checkpoints serve until the replacements run,
+// however long the controller manager and the scheduler take.
 //
 //	inactive → active     successor not Ready here for Grace.Activate (a crash-looping rollout)
 //	inactive → removed    successor Ready and checkpointed here for Grace.Remove
@@ -114,7 +122,7 @@ func Step(s State, o Observation, now time.Time, g Grace) State {
 		s.Phase = PhaseNone
 	}
 	gone := o.APIUp && !o.ParentInAPI
-	replaced := gone && o.SuccessorInAPI
+	replaced := gone && (o.SuccessorInAPI || o.OwnerWantsNode)
 	switch s.Phase {
 	case PhaseNone:
 		if o.APIUp && o.ParentInAPI && o.ParentReady {

@@ -167,3 +167,34 @@ func TestStepSupersededNeverRuns(t *testing.T) {
 		})
 	}
 }
+
+// A parent gone from the API whose DaemonSet still wants a pod on the node
+// is being replaced, however long the replacement takes: its checkpoint
+// serves, or starts, as under a crash-looping successor. Only an owner that
+// no longer wants the node lets the checkpoint go.
+func TestStepWaitsForTheOwnersReplacement(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		from        checkpoint.Phase
+		pending     checkpoint.Pending
+		expired     bool
+		ownerWants  bool
+		want        checkpoint.Phase
+		wantPending checkpoint.Pending
+	}{
+		{"active: serves on", checkpoint.PhaseActive, checkpoint.PendingRemove, expired, true, checkpoint.PhaseActive, ""},
+		{"inactive: starts after the activation grace", checkpoint.PhaseInactive, checkpoint.PendingActivate, expired, true, checkpoint.PhaseActive, ""},
+		{"inactive: waits for the activation grace", checkpoint.PhaseInactive, checkpoint.PendingActivate, run, true, checkpoint.PhaseInactive, checkpoint.PendingActivate},
+		{"active, owner gone: removed after the grace", checkpoint.PhaseActive, checkpoint.PendingRemove, expired, false, checkpoint.PhaseRemoved, ""},
+		{"inactive, owner gone: removed after the grace", checkpoint.PhaseInactive, checkpoint.PendingRemove, expired, false, checkpoint.PhaseRemoved, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := checkpointtest.Transition{From: tc.from, Pending: tc.pending, Expired: tc.expired}.Start()
+			o := checkpoint.Observation{APIUp: true, OwnerWantsNode: tc.ownerWants}
+			got := checkpoint.Step(start, o, checkpointtest.Now, testGrace)
+			if got.Phase != tc.want || got.Pending != tc.wantPending {
+				t.Fatalf("Step = %s(%s), want %s(%s)", got.Phase, got.Pending, tc.want, tc.wantPending)
+			}
+		})
+	}
+}
