@@ -195,6 +195,13 @@ func parentPod(name string, ready bool) *corev1.Pod {
 	return p
 }
 
+// runningLocal is parentPod-shaped p as the runtime runs it: a ready sandbox
+// with its container up for an hour.
+func runningLocal(p *corev1.Pod) localPod {
+	return localPod{name: p.Name, uid: string(p.UID), ready: true,
+		containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour}}}
+}
+
 // readyStatus is what the kubelet reports for parentPod's container as
 // started in the given boot.
 func readyStatus(pod string, ready bool, boot string) corev1.PodStatus {

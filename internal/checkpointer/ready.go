@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
@@ -29,7 +30,7 @@ func (r *Reconciler) parentReady(snap *snapshot, key string) bool {
 // readyInAPI reports whether a pod that the API lists runs here and the API
 // reports the very containers that run Ready.
 func (r *Reconciler) readyInAPI(snap *snapshot, p *corev1.Pod) bool {
-	return podReady(p) && runningHere(snap.local, p.Namespace, p.Name, string(p.UID), containerNames(p), readyIDs(p), snap.now, r.MinStable)
+	return kube.PodReady(p) && runningHere(snap.local, p.Namespace, p.Name, string(p.UID), containerNames(p), readyIDs(p), snap.now, r.MinStable)
 }
 
 // successor reports whether the API lists a pod of the checkpoint's
@@ -94,15 +95,6 @@ func superseded(snap *snapshot, cp *corev1.Pod) bool {
 		}
 		if checkpoint.ParentCreated(other).After(created) {
 			return true
-		}
-	}
-	return false
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
 		}
 	}
 	return false

@@ -639,11 +639,7 @@ func TestOnlyTheNewestCheckpointOfAnOwnerRuns(t *testing.T) {
 	old := n.parent
 	old.CreationTimestamp = metav1.NewTime(testNow.Add(-2 * time.Hour))
 	api.cs.Tracker().Update(corev1.SchemeGroupVersion.WithResource("pods"), old, testNS)
-	running := func(p *corev1.Pod) localPod {
-		return localPod{name: p.Name, uid: string(p.UID), ready: true,
-			containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour}}}
-	}
-	cri.set(running(old))
+	cri.set(runningLocal(old))
 	n.step(t, 0)
 
 	// The DaemonSet replaces the pod: the new one is Ready here, the old one gone.
@@ -655,7 +651,7 @@ func TestOnlyTheNewestCheckpointOfAnOwnerRuns(t *testing.T) {
 	if err := api.cs.Tracker().Add(successor); err != nil {
 		t.Fatal(err)
 	}
-	cri.set(running(successor))
+	cri.set(runningLocal(successor))
 	n.step(t, 5*time.Second)
 	phase := func(name string) checkpoint.Phase { return r.states[Key(testNS, name)].Phase }
 	if phase(old.Name) != checkpoint.PhaseInactive || phase(successor.Name) != checkpoint.PhaseInactive {
@@ -683,11 +679,7 @@ func TestAnUncheckpointableSuccessorLeavesTheOldCheckpoint(t *testing.T) {
 	n := newTestNode(t, slog.New(slog.DiscardHandler))
 	cri, api, r := n.cri, n.api, n.r
 	old := n.parent
-	running := func(p *corev1.Pod) localPod {
-		return localPod{name: p.Name, uid: string(p.UID), ready: true,
-			containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour}}}
-	}
-	cri.set(running(old))
+	cri.set(runningLocal(old))
 	n.step(t, 0)
 
 	successor := parentPod("kube-apiserver-b8m3q", true)
@@ -699,7 +691,7 @@ func TestAnUncheckpointableSuccessorLeavesTheOldCheckpoint(t *testing.T) {
 	if err := api.cs.Tracker().Add(successor); err != nil {
 		t.Fatal(err)
 	}
-	cri.set(running(successor))
+	cri.set(runningLocal(successor))
 	for range 30 { // five minutes, five times the removal grace
 		n.clk.Step(10 * time.Second)
 		// Each pass reports that the successor cannot be checkpointed.
@@ -742,8 +734,7 @@ func TestACheckpointServesUntilTheReplacementRuns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cri.set(localPod{name: parentName, uid: string(parent.UID), ready: true,
-		containers: map[string]localCtr{"kube-apiserver": {running: true, age: time.Hour}}})
+	cri.set(runningLocal(parent))
 	n.step(t, 0)
 
 	// The pod is deleted: its process stops, the API goes with it.

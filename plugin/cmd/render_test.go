@@ -121,15 +121,7 @@ func TestHelpSaysKubectlSelfhost(t *testing.T) {
 }
 
 func TestVerifyUnreachableClusterIsOneSentence(t *testing.T) {
-	kubeconfig := filepath.Join(t.TempDir(), "config")
-	// Port 1 on loopback: nothing listens, the dial fails at once.
-	os.WriteFile(kubeconfig, []byte(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
-users: [{name: u, user: {}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-`), 0o600)
+	kubeconfig := unreachableKubeconfig(t)
 	_, err := run(t, "verify", "--kubeconfig", kubeconfig)
 	if err == nil || !strings.HasPrefix(err.Error(), "cannot verify the cluster: cannot list nodes") {
 		t.Errorf("want a clear failure, got %v", err)
@@ -182,14 +174,7 @@ current-context: x
 // Every request has a timeout: kubectl's --request-timeout when given, the
 // default otherwise, so a server that never answers cannot hang a command.
 func TestEveryRequestHasATimeout(t *testing.T) {
-	kubeconfig := filepath.Join(t.TempDir(), "config")
-	os.WriteFile(kubeconfig, []byte(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
-users: [{name: u, user: {}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-`), 0o600)
+	kubeconfig := unreachableKubeconfig(t)
 	for _, tc := range []struct {
 		flag string
 		want time.Duration
@@ -225,4 +210,22 @@ func TestBootstrapRefusesBadFlagsFirst(t *testing.T) {
 			t.Errorf("%v: got %v, want %q", tc.args, err, tc.want)
 		}
 	}
+}
+
+// unreachableKubeconfig names a server on port 1 of loopback: nothing
+// listens there, so a dial fails at once.
+func unreachableKubeconfig(t *testing.T) string {
+	t.Helper()
+	kubeconfig := filepath.Join(t.TempDir(), "config")
+	err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kubeconfig
 }
