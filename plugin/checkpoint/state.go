@@ -116,7 +116,8 @@ var DefaultGrace = Grace{Activate: 5 * time.Second, HandOver: 5 * time.Second, R
 // A superseded checkpoint (a newer one of the same owner is here) never runs:
 //
 //	inactive → (stays)    where it would activate
-//	active   → inactive   at once: the newer one takes over
+//	active   → inactive   at once, unless a Ready successor takes the node
+//	                      over as above: the newer checkpoint serves instead
 func Step(s State, o Observation, now time.Time, g Grace) State {
 	if s.Phase == "" {
 		s.Phase = PhaseNone
@@ -146,12 +147,12 @@ func Step(s State, o Observation, now time.Time, g Grace) State {
 		}
 	case PhaseActive:
 		switch {
-		case o.Superseded:
-			return State{Phase: PhaseInactive, Since: now}
 		case replaced && o.SuccessorReady && o.SuccessorCheckpointed:
 			return wait(s, PendingHandOver, now, g.HandOver, PhaseRemoved)
 		case replaced && o.SuccessorReady:
 			return wait(s, PendingHandOver, now, g.HandOver, PhaseInactive)
+		case o.Superseded:
+			return State{Phase: PhaseInactive, Since: now}
 		case replaced:
 			return settle(s)
 		case gone:

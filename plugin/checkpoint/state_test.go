@@ -198,3 +198,19 @@ func TestStepWaitsForTheOwnersReplacement(t *testing.T) {
 		})
 	}
 }
+
+// A successor Ready and checkpointed here takes over from an active
+// checkpoint after the hand-over grace, as always, though its checkpoint
+// makes this one superseded: the grace is what keeps a flapping parent from
+// ping-ponging the port.
+func TestStepSupersededStillHandsOver(t *testing.T) {
+	start := checkpointtest.Transition{From: checkpoint.PhaseActive, Pending: checkpoint.PendingNothing}.Start()
+	o := checkpoint.Observation{APIUp: true, SuccessorInAPI: true, SuccessorReady: true, SuccessorCheckpointed: true, Superseded: true}
+	got := checkpoint.Step(start, o, checkpointtest.Now, testGrace)
+	if got.Phase != checkpoint.PhaseActive || got.Pending != checkpoint.PendingHandOver {
+		t.Fatalf("Step = %s(%s), want active(hand-over)", got.Phase, got.Pending)
+	}
+	if got = checkpoint.Step(got, o, checkpointtest.Now.Add(testGrace.HandOver), testGrace); got.Phase != checkpoint.PhaseRemoved {
+		t.Fatalf("after the hand-over grace Step = %s, want removed", got.Phase)
+	}
+}
