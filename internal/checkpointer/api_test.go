@@ -157,6 +157,13 @@ func TestRESTClientSpeaksTheAPI(t *testing.T) {
 		case r.URL.Path == "/apis/apps/v1/namespaces/kube-system/daemonsets/"+testDS:
 			w.WriteHeader(http.StatusNotFound)
 			json.NewEncoder(w).Encode(metav1.Status{Status: metav1.StatusFailure, Reason: metav1.StatusReasonNotFound, Code: 404})
+		case r.Method == http.MethodGet && r.URL.Path == "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-apiserver":
+			json.NewEncoder(w).Encode(apiServerDaemonSet())
+		case r.Method == http.MethodGet && r.URL.Path == "/apis/apps/v1/namespaces/kube-system/daemonsets/other":
+			w.WriteHeader(http.StatusForbidden)
+			json.NewEncoder(w).Encode(metav1.Status{Status: metav1.StatusFailure, Reason: metav1.StatusReasonForbidden, Code: 403})
+		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/nodes/"+testNode:
+			json.NewEncoder(w).Encode(controlPlaneNode())
 		default:
 			http.Error(w, r.Method+" "+r.URL.Path, http.StatusNotFound)
 		}
@@ -184,6 +191,12 @@ func TestRESTClientSpeaksTheAPI(t *testing.T) {
 	}
 	if gone, err := api.DaemonSetGone(ctx); !gone || err != nil {
 		t.Fatalf("DaemonSetGone = %t, %v", gone, err)
+	}
+	if wants, err := api.OwnerWantsNode(ctx, "DaemonSet/kube-apiserver"); !wants || err != nil {
+		t.Fatalf("OwnerWantsNode(kube-apiserver) = %t, %v; want true: it targets control-plane nodes", wants, err)
+	}
+	if wants, err := api.OwnerWantsNode(ctx, "DaemonSet/other"); wants || err != nil {
+		t.Fatalf("OwnerWantsNode(a DaemonSet the Role may not read) = %t, %v; want false", wants, err)
 	}
 	if err := api.PublishStatus(ctx, checkpoint.NodeStatus{Node: testNode}); err != nil {
 		t.Fatal(err)

@@ -59,10 +59,10 @@ func NewClientAPI(server, tokenFile, caFile, namespace, node, daemonSet string) 
 	apps := "/apis/apps/v1/namespaces/" + url.PathEscape(namespace)
 	return ClientAPI{
 		Pods:       httpPods{h, core + "/pods"},
-		Secrets:    httpSecrets{h, core + "/secrets/"},
-		ConfigMaps: httpConfigMaps{h, core + "/configmaps/"},
-		DaemonSets: httpDaemonSets{h, apps + "/daemonsets/"},
-		Nodes:      httpNodes{h, "/api/v1/nodes/"},
+		Secrets:    httpGetter[corev1.Secret]{h, core + "/secrets/"},
+		ConfigMaps: httpConfigMaps{httpGetter[corev1.ConfigMap]{h, core + "/configmaps/"}},
+		DaemonSets: httpGetter[appsv1.DaemonSet]{h, apps + "/daemonsets/"},
+		Nodes:      httpGetter[corev1.Node]{h, "/api/v1/nodes/"},
 		Namespace:  namespace, Node: node, DaemonSet: daemonSet,
 	}, nil
 }
@@ -130,25 +130,19 @@ func (p httpPods) List(ctx context.Context, opts metav1.ListOptions) (*corev1.Po
 	return out, p.h.do(ctx, http.MethodGet, p.path, q, "", nil, out)
 }
 
-type httpSecrets struct {
+// httpGetter reads one kind of object by name under prefix.
+type httpGetter[T any] struct {
 	h      *httpAPI
 	prefix string
 }
 
-func (s httpSecrets) Get(ctx context.Context, name string, _ metav1.GetOptions) (*corev1.Secret, error) {
-	out := &corev1.Secret{}
-	return out, s.h.do(ctx, http.MethodGet, s.prefix+url.PathEscape(name), nil, "", nil, out)
+func (g httpGetter[T]) Get(ctx context.Context, name string, _ metav1.GetOptions) (*T, error) {
+	out := new(T)
+	return out, g.h.do(ctx, http.MethodGet, g.prefix+url.PathEscape(name), nil, "", nil, out)
 }
 
-type httpConfigMaps struct {
-	h      *httpAPI
-	prefix string
-}
-
-func (m httpConfigMaps) Get(ctx context.Context, name string, _ metav1.GetOptions) (*corev1.ConfigMap, error) {
-	out := &corev1.ConfigMap{}
-	return out, m.h.do(ctx, http.MethodGet, m.prefix+url.PathEscape(name), nil, "", nil, out)
-}
+// httpConfigMaps also patches, for the status.
+type httpConfigMaps struct{ httpGetter[corev1.ConfigMap] }
 
 func (m httpConfigMaps) Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, _ ...string) (*corev1.ConfigMap, error) {
 	q := url.Values{}
@@ -157,24 +151,4 @@ func (m httpConfigMaps) Patch(ctx context.Context, name string, pt types.PatchTy
 	}
 	out := &corev1.ConfigMap{}
 	return out, m.h.do(ctx, http.MethodPatch, m.prefix+url.PathEscape(name), q, string(pt), data, out)
-}
-
-type httpDaemonSets struct {
-	h      *httpAPI
-	prefix string
-}
-
-func (d httpDaemonSets) Get(ctx context.Context, name string, _ metav1.GetOptions) (*appsv1.DaemonSet, error) {
-	out := &appsv1.DaemonSet{}
-	return out, d.h.do(ctx, http.MethodGet, d.prefix+url.PathEscape(name), nil, "", nil, out)
-}
-
-type httpNodes struct {
-	h      *httpAPI
-	prefix string
-}
-
-func (n httpNodes) Get(ctx context.Context, name string, _ metav1.GetOptions) (*corev1.Node, error) {
-	out := &corev1.Node{}
-	return out, n.h.do(ctx, http.MethodGet, n.prefix+url.PathEscape(name), nil, "", nil, out)
 }
