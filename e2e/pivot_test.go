@@ -24,6 +24,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -88,6 +89,7 @@ func resumeKilledBootstrap(ctx context.Context, t *testing.T, cfg *envconf.Confi
 	if err != nil {
 		t.Fatalf("resumed bootstrap failed: %v\n%s", err, out)
 	}
+	t.Logf("the resumed bootstrap's steps:\n%s", stepLines(out))
 	for _, e := range errs {
 		t.Logf("failed request: %s", e)
 	}
@@ -210,6 +212,44 @@ func servesSecretCert(ctx context.Context, t *testing.T, cfg *envconf.Config) co
 	return ctx
 }
 
+// agentsLeaveNothing: bootstrap's node agents, their payloads and the
+// credentials agent's account are gone; the Secret holds no CA key; and the
+// checkpointers answer no one off their node.
+func agentsLeaveNothing(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+	client := clientset(t, cfg)
+	agents := metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=node-agent"}
+	pods, err := client.CoreV1().Pods("kube-system").List(ctx, agents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cms, err := client.CoreV1().ConfigMaps("kube-system").List(ctx, agents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items)+len(cms.Items) > 0 {
+		t.Errorf("%d node agent pods and %d payloads are left", len(pods.Items), len(cms.Items))
+	}
+	if _, err := client.CoreV1().ServiceAccounts("kube-system").Get(ctx, "selfhost-credentials-agent", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the credentials agent's ServiceAccount is left (%v)", err)
+	}
+	secret, err := client.CoreV1().Secrets("kube-system").Get(ctx, pivot.APIServerSecret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key := range secret.Data {
+		if strings.HasPrefix(key, "ca.") && key != "ca.crt" || strings.HasSuffix(key, "ca.key") {
+			t.Errorf("Secret %s holds %s", pivot.APIServerSecret, key)
+		}
+	}
+	for _, ip := range nodeAddresses(ctx, t, controlPlaneContainers(ctx, t)) {
+		if conn, err := net.DialTimeout("tcp", net.JoinHostPort(ip, "10266"), 2*time.Second); err == nil {
+			conn.Close()
+			t.Errorf("the checkpointer on %s answers on its node address", ip)
+		}
+	}
+	return ctx
+}
+
 func clientset(t *testing.T, cfg *envconf.Config) kubernetes.Interface {
 	t.Helper()
 	c, err := kubernetes.NewForConfig(cfg.Client().RESTConfig())
@@ -232,6 +272,18 @@ func selfhost(ctx context.Context, cfg *envconf.Config, args ...string) (string,
 	return string(out), err
 }
 
+// stepLines keeps of bootstrap's output the lines that end a step, each with
+// its elapsed time: where the pivot's time goes.
+func stepLines(out string) string {
+	var keep []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, " ✓ ") || strings.Contains(l, " ✗ ") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
 // killBootstrapAfter starts bootstrap and SIGKILLs it once marker is printed.
 func killBootstrapAfter(ctx context.Context, t *testing.T, cfg *envconf.Config, marker string) {
 	t.Helper()
@@ -251,7 +303,7 @@ func killBootstrapAfter(ctx context.Context, t *testing.T, cfg *envconf.Config, 
 		if strings.Contains(scanner.Text(), marker) {
 			cmd.Process.Signal(syscall.SIGKILL)
 			cmd.Wait()
-			t.Logf("killed bootstrap with SIGKILL after %q", marker)
+			t.Logf("killed bootstrap with SIGKILL after %q; its steps:\n%s", marker, stepLines(log.String()))
 			return
 		}
 	}

@@ -349,7 +349,9 @@ func restartNodeWhileAPIDown(ctx context.Context, t *testing.T, cfg *envconf.Con
 // once and wants verify passing within the target.
 func restartEveryControlPlaneNode(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 	quick := quickClient(t, cfg)
-	var back, recovered []float64
+	startDNSWatcher(ctx, t, quick)
+	defer stopDNSWatcher(ctx, quick)
+	var back, recovered, dnsBack []float64
 	for run := 1; run <= drillRuns; run++ {
 		nodes := controlPlaneContainers(ctx, t) // in address order
 		before := nodeAddresses(ctx, t, nodes)
@@ -377,9 +379,19 @@ func restartEveryControlPlaneNode(ctx context.Context, t *testing.T, cfg *envcon
 			t.Errorf("run %d: verify passed after %s, over the %s target", run, all.Round(time.Second), recoveryAfterAllRestart)
 		}
 		back, recovered = append(back, api.Seconds()), append(recovered, all.Seconds())
+		dns, silence, ok := dnsBackAfter(dnsAnswers(ctx, t, quick, start), start, start.Add(api))
+		switch {
+		case !ok:
+			t.Errorf("run %d: DNS never answered from the worker after the API came back", run)
+		case dns > dnsBackTarget:
+			t.Errorf("run %d: DNS answered from the worker %s after the API, over the %s target", run, dns.Round(100*time.Millisecond), dnsBackTarget)
+		}
+		t.Logf("run %d: DNS answered from the worker %.1fs after the API came back (longest silence %.1fs)", run, dns.Seconds(), silence.Seconds())
+		dnsBack = append(dnsBack, dns.Seconds())
 		checkCanaries(ctx, t, cfg)
 	}
-	t.Logf("median of %d runs: API back after %.0fs, verify passed after %.0fs", drillRuns, median(back), median(recovered))
+	t.Logf("median of %d runs: API back after %.0fs, verify passed after %.0fs, DNS answered from the worker %.1fs after the API",
+		drillRuns, median(back), median(recovered), median(dnsBack))
 	return ctx
 }
 

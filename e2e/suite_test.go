@@ -21,6 +21,7 @@ func TestPivot(t *testing.T) {
 			Assess("verify passes", verifyPasses).
 			Assess("only etcd is left static", onlyEtcdLeftStatic).
 			Assess("every API server serves the one certificate in its Secret", servesSecretCert).
+			Assess("the node agents leave nothing behind, no CA key leaves its node, the checkpointers listen on loopback", agentsLeaveNothing).
 			Assess("a rerun is a no-op", rerunIsNoOp).
 			Assess("the canaries are byte-identical", checkCanaries).
 			Feature(),

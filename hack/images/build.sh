@@ -27,10 +27,24 @@ USERLAND_IMAGE=kubectl-selfhost.local/e2e/bookworm-userland:latest
 STATIC_IMAGE=kubectl-selfhost.local/e2e/static:latest
 PATH_ENV=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-# Host tools (Debian packages: debootstrap busybox-static gcc libc6-dev, plus docker.io).
-for tool in docker debootstrap gcc /bin/busybox; do
-  command -v "$tool" >/dev/null || { echo "build.sh: $tool is missing; apt-get install debootstrap busybox-static gcc libc6-dev" >&2; exit 1; }
-done
+# Host tools: Debian's debootstrap busybox-static gcc libc6-dev, and a Docker
+# engine. As root on Debian the factory installs the packages itself.
+HOST_PACKAGES="debootstrap busybox-static gcc libc6-dev"
+missing_tools() {
+  local tool
+  for tool in debootstrap gcc /bin/busybox; do command -v "$tool" >/dev/null || echo "$tool"; done
+}
+if [ -n "$(missing_tools)" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "build.sh: installing the factory's host tools: $HOST_PACKAGES" >&2
+  # shellcheck disable=SC2086 # one word per package
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $HOST_PACKAGES; } >&2 ||
+    { echo "build.sh: cannot install $HOST_PACKAGES" >&2; exit 1; }
+fi
+if [ -n "$(missing_tools)" ]; then
+  echo "build.sh: missing $(missing_tools | tr '\n' ' '); install them with: sudo apt-get install $HOST_PACKAGES" >&2
+  exit 1
+fi
+command -v docker >/dev/null || { echo "build.sh: docker is missing; install a Docker engine and start it" >&2; exit 1; }
 
 export GOFLAGS=-mod=mod CGO_ENABLED=0
 GO=${GO:-go}
@@ -271,7 +285,6 @@ build_node() {
 
   # kind's base files, with the modes its Dockerfile gives them.
   kindsrc=$("$GO" env GOMODCACHE)/sigs.k8s.io/kind@$KIND_VERSION/images/base/files
-  [ -d "$kindsrc" ] || (cd "$ROOT" && "$GO" mod download sigs.k8s.io/kind)
   mkdir -p "$ctx/overlay"
   cp -r "$kindsrc/etc" "$kindsrc/kind" "$kindsrc/usr" "$ctx/overlay/"
   chmod -R u+w,a+rX "$ctx/overlay"
@@ -399,6 +412,9 @@ PRELOAD=("$IMG_APISERVER" "$IMG_CONTROLLERMANAGER" "$IMG_SCHEDULER" "$IMG_PROXY"
   "$IMG_FLANNEL" "$IMG_FLANNELCNI" "$IMG_METRICSSERVER" "$AGNHOST_IMAGE" "$BUSYBOX_IMAGE")
 preload_hashes=$(for img in "${PRELOAD[@]}"; do image_hash "$img"; done)
 kindfiles=$("$GO" env GOMODCACHE)/sigs.k8s.io/kind@$KIND_VERSION/images/base/files
+# Fetched before it is hashed: hashed while absent, the path alone stands in
+# for its files, and the next run, with the files there, rebuilds the node.
+[ -d "$kindfiles" ] || (cd "$ROOT" && "$GO" mod download sigs.k8s.io/kind)
 h_node=$(hash_inputs "$K8S_IN" "$GOVERSION" "$(mods containerd)" "$(fn_hash build_node bin_containerd rootfs_tar)" \
   "$SUITE" "$MIRROR" "$NODE_PACKAGES" "$KIND_VERSION" "$kindfiles" "$preload_hashes")
 await node

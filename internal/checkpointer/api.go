@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	"k8s.io/utils/ptr"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -14,10 +18,11 @@ import (
 
 	"strings"
 
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 	"k8s.io/klog/v2"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
 // API is what the checkpointer needs from the API server.
@@ -28,6 +33,9 @@ type API interface {
 	// VolumeData returns the content of a Secret or ConfigMap; found is false
 	// when it does not exist.
 	VolumeData(ctx context.Context, kind, name string) (data map[string][]byte, found bool, err error)
+	// ServiceAccountToken requests a token of a service account that lives
+	// for lifetime.
+	ServiceAccountToken(ctx context.Context, account, audience string, lifetime time.Duration) ([]byte, error)
 	// DaemonSetGone reports whether the checkpointer's DaemonSet is deleted or being deleted.
 	DaemonSetGone(ctx context.Context) (bool, error)
 	// OwnerWantsNode reports whether a parent's controller (Kind/name) is a
@@ -57,6 +65,9 @@ type (
 	NodeGetter interface {
 		Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Node, error)
 	}
+	TokenCreator interface {
+		CreateToken(ctx context.Context, account string, tr *authenticationv1.TokenRequest, opts metav1.CreateOptions) (*authenticationv1.TokenRequest, error)
+	}
 )
 
 // ClientAPI implements API within one namespace.
@@ -66,6 +77,7 @@ type ClientAPI struct {
 	ConfigMaps ConfigMapClient
 	DaemonSets DaemonSetGetter
 	Nodes      NodeGetter
+	Tokens     TokenCreator // of the namespace's service accounts
 	Namespace  string
 	Node       string
 	DaemonSet  string
@@ -116,6 +128,21 @@ func (a ClientAPI) VolumeData(ctx context.Context, kind, name string) (map[strin
 		return data, true, nil
 	}
 	return nil, false, fmt.Errorf("cannot copy a volume of kind %s", kind)
+}
+
+func (a ClientAPI) ServiceAccountToken(ctx context.Context, account, audience string, lifetime time.Duration) ([]byte, error) {
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(lifetime.Seconds()))}}
+	if audience != "" {
+		tr.Spec.Audiences = []string{audience}
+	}
+	out, err := a.Tokens.CreateToken(ctx, account, tr, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("cannot request a token of service account %s/%s: %w", a.Namespace, account, err)
+	}
+	if out.Status.Token == "" {
+		return nil, fmt.Errorf("the token request of service account %s/%s came back empty", a.Namespace, account)
+	}
+	return []byte(out.Status.Token), nil
 }
 
 func (a ClientAPI) DaemonSetGone(ctx context.Context) (bool, error) {
@@ -180,7 +207,7 @@ func (a ClientAPI) PublishStatus(ctx context.Context, st checkpoint.NodeStatus) 
 	if err != nil {
 		return err
 	}
-	_, err = a.ConfigMaps.Patch(ctx, checkpoint.StatusConfigMap, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "pod-checkpointer"})
+	_, err = a.ConfigMaps.Patch(ctx, checkpoint.StatusConfigMap, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: checkpoint.StatusManager(a.Node)})
 	if err != nil {
 		return fmt.Errorf("cannot publish status to ConfigMap %s/%s: %w", a.Namespace, checkpoint.StatusConfigMap, err)
 	}
@@ -193,7 +220,7 @@ func (a ClientAPI) ClearStatus(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = a.ConfigMaps.Patch(ctx, checkpoint.StatusConfigMap, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "pod-checkpointer"})
+	_, err = a.ConfigMaps.Patch(ctx, checkpoint.StatusConfigMap, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: checkpoint.StatusManager(a.Node)})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("cannot clear status in ConfigMap %s/%s: %w", a.Namespace, checkpoint.StatusConfigMap, err)
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -162,6 +164,14 @@ func TestRESTClientSpeaksTheAPI(t *testing.T) {
 		case r.Method == http.MethodGet && r.URL.Path == "/apis/apps/v1/namespaces/kube-system/daemonsets/other":
 			w.WriteHeader(http.StatusForbidden)
 			json.NewEncoder(w).Encode(metav1.Status{Status: metav1.StatusFailure, Reason: metav1.StatusReasonForbidden, Code: 403})
+		case r.Method == http.MethodPost && r.URL.Path == "/api/v1/namespaces/kube-system/serviceaccounts/pod-checkpointer/token":
+			var tr authenticationv1.TokenRequest
+			if json.NewDecoder(r.Body).Decode(&tr) != nil || tr.Spec.ExpirationSeconds == nil || *tr.Spec.ExpirationSeconds != 3600 {
+				http.Error(w, "no expiration", http.StatusBadRequest)
+				return
+			}
+			tr.Status.Token = "issued"
+			json.NewEncoder(w).Encode(tr)
 		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/nodes/"+testNode:
 			json.NewEncoder(w).Encode(controlPlaneNode())
 		default:
@@ -197,6 +207,9 @@ func TestRESTClientSpeaksTheAPI(t *testing.T) {
 	}
 	if wants, err := api.OwnerWantsNode(ctx, "DaemonSet/other"); wants || err != nil {
 		t.Fatalf("OwnerWantsNode(a DaemonSet the Role may not read) = %t, %v; want false", wants, err)
+	}
+	if tok, err := api.ServiceAccountToken(ctx, "pod-checkpointer", "", time.Hour); err != nil || string(tok) != "issued" {
+		t.Fatalf("ServiceAccountToken = %q, %v", tok, err)
 	}
 	if err := api.PublishStatus(ctx, checkpoint.NodeStatus{Node: testNode}); err != nil {
 		t.Fatal(err)
@@ -244,7 +257,7 @@ current-context: system:node:kind-control-plane@kind
 }
 
 func TestConfigValidate(t *testing.T) {
-	good := Config{Namespace: testNS, Node: testNode, PodName: testSelf, Interval: time.Second, BusyInterval: time.Second, TokenFile: "t", CAFile: "c"}
+	good := Config{Namespace: testNS, Node: testNode, PodName: testSelf, Interval: time.Second, BusyInterval: time.Second, TokenFile: "t", CAFile: "c", TokenLifetime: DefaultTokenLifetime}
 	if err := good.Validate(); err != nil {
 		t.Fatal(err)
 	}

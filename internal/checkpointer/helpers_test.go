@@ -175,7 +175,7 @@ func (a *apiServer) clientAPI() ClientAPI {
 	c := a.cs.CoreV1()
 	return ClientAPI{
 		Pods: c.Pods(testNS), Secrets: c.Secrets(testNS), ConfigMaps: c.ConfigMaps(testNS),
-		DaemonSets: a.cs.AppsV1().DaemonSets(testNS), Nodes: c.Nodes(),
+		DaemonSets: a.cs.AppsV1().DaemonSets(testNS), Nodes: c.Nodes(), Tokens: c.ServiceAccounts(testNS),
 		Namespace: testNS, Node: testNode, DaemonSet: testDS,
 	}
 }
@@ -245,7 +245,7 @@ func newReconciler(t *testing.T, cri *criServer, api *apiServer, d Disk, clk clo
 		Runtime: cri.cri, API: api.clientAPI(), Store: d, Metrics: NewMetrics(), Log: log, Clock: clk,
 		Namespace: testNS, Node: testNode, PodName: testSelf, Self: testSelf, DaemonSet: testDS,
 		SecretDir: d.SecretDir, Grace: testGrace, MinStable: 10 * time.Second,
-		RefreshEvery: time.Minute, HeartbeatEvery: time.Minute,
+		RefreshEvery: time.Minute, HeartbeatEvery: time.Minute, TokenLifetime: DefaultTokenLifetime,
 	}
 }
 

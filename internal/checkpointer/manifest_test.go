@@ -2,9 +2,11 @@ package checkpointer
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"text/template"
@@ -84,9 +86,7 @@ func TestManifest(t *testing.T) {
 				t.Errorf("cluster-wide binding %+v; want the pod-checkpointer ClusterRole for its service account only", v)
 			}
 		case *corev1.Secret:
-			if v.Type != corev1.SecretTypeServiceAccountToken || v.Annotations[corev1.ServiceAccountNameKey] != "pod-checkpointer" {
-				t.Errorf("token secret = %+v", v)
-			}
+			t.Errorf("Secret %s: no token that never expires", v.Name)
 		case *corev1.ConfigMap:
 			if v.Name != checkpoint.StatusConfigMap {
 				t.Errorf("ConfigMap %s, want %s", v.Name, checkpoint.StatusConfigMap)
@@ -94,17 +94,24 @@ func TestManifest(t *testing.T) {
 		}
 		kinds = append(kinds, o.GetObjectKind().GroupVersionKind().Kind)
 	}
-	if got := strings.Join(kinds, ","); got != "ServiceAccount,Secret,ConfigMap,Role,RoleBinding,ClusterRole,ClusterRoleBinding,DaemonSet" {
+	if got := strings.Join(kinds, ","); got != "ServiceAccount,ConfigMap,Role,RoleBinding,ClusterRole,ClusterRoleBinding,DaemonSet" {
 		t.Fatalf("documents = %s", got)
 	}
 	for _, r := range role.Rules {
 		for _, v := range r.Verbs {
-			if v == "*" || v == "create" || v == "update" || v == "delete" {
-				t.Errorf("role grants %s on %v", v, r.Resources)
+			ownToken := v == "create" && slices.Equal(r.Resources, []string{"serviceaccounts/token"}) && slices.Equal(r.ResourceNames, []string{"pod-checkpointer"})
+			if v == "*" || v == "create" && !ownToken || v == "update" || v == "delete" {
+				t.Errorf("role grants %s on %v %v", v, r.Resources, r.ResourceNames)
 			}
 		}
 		if r.Verbs[0] == "patch" && (len(r.ResourceNames) != 1 || r.ResourceNames[0] != checkpoint.StatusConfigMap) {
 			t.Errorf("patch is not limited to the status ConfigMap: %+v", r)
+		}
+		if slices.Contains(r.Resources, "secrets") && !slices.Equal(r.ResourceNames, []string{"kube-apiserver"}) {
+			t.Errorf("it may read Secrets other than the API server's: %+v", r)
+		}
+		if slices.Contains(r.Resources, "configmaps") && len(r.ResourceNames) == 0 {
+			t.Errorf("it may %v every ConfigMap", r.Verbs)
 		}
 	}
 
@@ -139,8 +146,19 @@ func TestManifest(t *testing.T) {
 			hostPaths[v.HostPath.Path] = true
 		}
 	}
-	if !hostPaths["/etc/kubernetes"] || !hostPaths["/run/containerd/containerd.sock"] {
-		t.Errorf("hostPaths = %v", hostPaths)
+	// Only what it writes, the kubelet's kubeconfig read-only, and the runtime.
+	want := map[string]bool{"/etc/kubernetes/manifests": true, "/etc/kubernetes/inactive-manifests": true, "/etc/kubernetes/checkpoint-secrets": true,
+		"/etc/kubernetes/pod-checkpointer.lock": true, "/etc/kubernetes/kubelet.conf": true, "/run/containerd/containerd.sock": true}
+	if !maps.Equal(hostPaths, want) {
+		t.Errorf("hostPaths = %v, want %v", hostPaths, want)
+	}
+	for _, m := range spec.Containers[0].VolumeMounts {
+		if m.MountPath == "/etc/kubernetes/kubelet.conf" && !m.ReadOnly {
+			t.Error("the kubelet's kubeconfig is writable")
+		}
+	}
+	if !slices.Contains(c.Args, "--listen=127.0.0.1:10266") || c.ReadinessProbe.HTTPGet.Host != "127.0.0.1" {
+		t.Errorf("health and metrics are not on loopback only: %v, probe host %q", c.Args, c.ReadinessProbe.HTTPGet.Host)
 	}
 
 	// Its own checkpoint must be a valid static pod.
@@ -153,8 +171,14 @@ func TestManifest(t *testing.T) {
 	if bad := checkpointtest.Inadmissible(cp); len(bad) > 0 {
 		t.Fatalf("its own checkpoint has %v", bad)
 	}
-	if len(copies) != 1 || copies[0].Sources[0].Name != "pod-checkpointer-token" {
-		t.Fatalf("copies = %+v, want the token secret", copies)
+	if len(copies) != 1 || copies[0].Sources[0].Kind != checkpoint.TokenKind || copies[0].Sources[0].Name != "pod-checkpointer" ||
+		copies[0].Sources[1].Name != "kube-root-ca.crt" {
+		t.Fatalf("copies = %+v, want its kept token and the cluster CA", copies)
+	}
+	for _, src := range copies[0].Sources {
+		if src.Kind == "Secret" || src.Kind == "ConfigMap" && !slices.Contains(roleNames(role, "configmaps", "get"), src.Name) {
+			t.Errorf("its own copy reads %s %s, which its Role does not grant", src.Kind, src.Name)
+		}
 	}
 	// Every flag in args must be one the command defines.
 	main, err := os.ReadFile("../../cmd/pod-checkpointer/main.go")
@@ -167,4 +191,15 @@ func TestManifest(t *testing.T) {
 			t.Errorf("argument %s is not a flag of cmd/pod-checkpointer", a)
 		}
 	}
+}
+
+// roleNames lists the names a Role grants verb on resource for.
+func roleNames(role *rbacv1.Role, resource, verb string) []string {
+	var names []string
+	for _, r := range role.Rules {
+		if slices.Contains(r.Resources, resource) && slices.Contains(r.Verbs, verb) {
+			names = append(names, r.ResourceNames...)
+		}
+	}
+	return names
 }

@@ -15,6 +15,8 @@ type Metrics struct {
 	errors      *prometheus.CounterVec
 	apiUp       prometheus.Gauge
 	lastSuccess prometheus.Gauge
+	// credentialsRefused is 1 while the API server answers 401 or 403.
+	credentialsRefused prometheus.Gauge
 }
 
 // Error kinds counted by pod_checkpointer_errors_total.
@@ -42,6 +44,9 @@ func NewMetrics() *Metrics {
 		apiUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pod_checkpointer_api_up", Help: "1 when the last reconcile reached the API server.",
 		}),
+		credentialsRefused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pod_checkpointer_api_credentials_refused", Help: "1 when the API server refused this checkpointer's token or permissions (401 or 403) on the last reconcile.",
+		}),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pod_checkpointer_last_reconcile_timestamp_seconds", Help: "Unix time of the last complete reconcile.",
 		}),
@@ -52,7 +57,7 @@ func NewMetrics() *Metrics {
 	for _, k := range []string{errCRI, errAPI, errDisk, errCheckpoint, errStatus} {
 		m.errors.WithLabelValues(k)
 	}
-	m.Registry.MustRegister(m.checkpoints, m.transitions, m.errors, m.apiUp, m.lastSuccess,
+	m.Registry.MustRegister(m.checkpoints, m.transitions, m.errors, m.apiUp, m.credentialsRefused, m.lastSuccess,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

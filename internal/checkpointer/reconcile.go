@@ -51,6 +51,8 @@ type Reconciler struct {
 	MinStable time.Duration
 	// RefreshEvery is how often volume copies are re-read from the API.
 	RefreshEvery time.Duration
+	// TokenLifetime is how long a kept service-account token lives.
+	TokenLifetime time.Duration
 	// HeartbeatEvery is how often an unchanged status is published again.
 	HeartbeatEvery time.Duration
 	// Probe, when set, runs a parent's readiness probes from the node; with
@@ -65,6 +67,7 @@ type Reconciler struct {
 	lastStatus    []byte
 	lastPublished time.Time
 	lastSuccess   atomic.Int64 // unix nanoseconds
+	refusedCause  atomic.Pointer[string]
 }
 
 // Result tells Run what to do after a reconcile.

@@ -3,6 +3,8 @@ package checkpointer
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,13 +13,19 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	k8stesting "k8s.io/client-go/testing"
 	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/checkpointtest"
@@ -428,17 +436,7 @@ func TestReconcileWithoutRuntimeDoesNothing(t *testing.T) {
 func TestHealthzAndMetrics(t *testing.T) {
 	n := newTestNode(t, nil)
 	cri, clk, r, parent := n.cri, n.clk, n.r, n.parent
-	srv := httptest.NewServer(Handler(r, 30*time.Second))
-	defer srv.Close()
-	get := func(path string) (int, string) {
-		resp, err := http.Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := handlerGetter(t, Handler(r, 30*time.Second))
 	if code, _ := get("/healthz"); code != http.StatusServiceUnavailable {
 		t.Fatalf("healthz before any reconcile = %d, want 503", code)
 	}
@@ -462,6 +460,65 @@ func TestHealthzAndMetrics(t *testing.T) {
 	clk.Step(time.Minute)
 	if code, _ := get("/healthz"); code != http.StatusServiceUnavailable {
 		t.Fatalf("healthz with a stale reconcile = %d, want 503", code)
+	}
+}
+
+// handlerGetter serves h and returns a GET of a path on it: the status and the body.
+func handlerGetter(t *testing.T, h http.Handler) func(path string) (int, string) {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return func(path string) (int, string) {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+}
+
+// A revoked token is not an API server that is down: the pod goes unready,
+// the metric says so and the log names the cause, and an active checkpoint
+// is still never removed on the word of an API that cannot see.
+func TestRefusedCredentialsAreAnErrorStateNotAnOutage(t *testing.T) {
+	var logs bytes.Buffer
+	n := newTestNode(t, slog.New(slog.NewJSONHandler(&logs, nil)))
+	n.cri.set(runningLocal(n.parent))
+	get := handlerGetter(t, Handler(n.r, 30*time.Second))
+	n.step(t, time.Second)
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Fatalf("healthz = %d before the token is revoked", code)
+	}
+	var revoked atomic.Bool
+	revoked.Store(true)
+	n.api.cs.PrependReactor("*", "*", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if revoked.Load() {
+			return true, nil, apierrors.NewUnauthorized("the token has been revoked")
+		}
+		return false, nil, nil
+	})
+	n.step(t, time.Second)
+	code, body := get("/healthz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "refuses this checkpointer's credentials") || !strings.Contains(body, "revoked") {
+		t.Fatalf("healthz with a revoked token = %d %q, want 503 naming the cause", code, body)
+	}
+	if _, m := get("/metrics"); !strings.Contains(m, "pod_checkpointer_api_credentials_refused 1") {
+		t.Error("the metric does not show the refusal")
+	}
+	if !strings.Contains(logs.String(), `"level":"ERROR","msg":"the API server refuses this checkpointer's credentials`) {
+		t.Errorf("no error logged: %s", logs.String())
+	}
+	if !exists(filepath.Join(n.disk.InactiveDir, manifestName(testNS, parentName))) {
+		t.Error("the checkpoint went while the API refused to answer")
+	}
+	revoked.Store(false)
+	n.step(t, time.Second)
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Fatalf("healthz = %d after the token is accepted again", code)
+	}
+	if _, m := get("/metrics"); !strings.Contains(m, "pod_checkpointer_api_credentials_refused 0") {
+		t.Error("the metric still shows the refusal")
 	}
 }
 
@@ -794,5 +851,53 @@ func TestTargets(t *testing.T) {
 				t.Errorf("targets = %v, %v; want %v", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// A kept token is requested once, reused while more than half its life is
+// left, and renewed after that; none is written that never expires.
+func TestAKeptTokenIsRenewedAtHalfLife(t *testing.T) {
+	cri, d := startCRI(t), testDisk(t)
+	clk := testingclock.NewFakeClock(testNow)
+	parent := parentPod(parentName, true)
+	parent.Annotations[checkpoint.TokenVolumeAnnotation] = "kube-api-access-x1"
+	api := newAPI(daemonSet(), statusConfigMap(), extraSecret(), parent,
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kube-root-ca.crt", Namespace: testNS}, Data: map[string]string{"ca.crt": "ca"}})
+	var requests []time.Duration
+	api.cs.PrependReactor("create", "serviceaccounts", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		tr := a.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenRequest)
+		life := time.Duration(*tr.Spec.ExpirationSeconds) * time.Second
+		requests = append(requests, life)
+		claims, _ := json.Marshal(map[string]int64{"exp": clk.Now().Add(life).Unix()})
+		jwt := "eyJhbGciOiJSUzI1NiJ9." + base64.RawURLEncoding.EncodeToString(claims) + ".c2ln"
+		return true, &authenticationv1.TokenRequest{Status: authenticationv1.TokenRequestStatus{Token: jwt}}, nil
+	})
+	r := newReconciler(t, cri, api, d, clk, nil)
+	cri.set(runningLocal(parent))
+	tokenFile := filepath.Join(d.SecretDir, testNS, parentName, "kube-api-access-x1", "token")
+	reconcile := func(after time.Duration) string {
+		t.Helper()
+		clk.Step(after)
+		if _, err := r.Reconcile(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	first := reconcile(time.Second)
+	if len(requests) != 1 || requests[0] != DefaultTokenLifetime {
+		t.Fatalf("token requests %v, want one of %s", requests, DefaultTokenLifetime)
+	}
+	if exp, ok := tokenExpiry([]byte(first)); !ok || !exp.Equal(clk.Now().Add(DefaultTokenLifetime).Truncate(time.Second)) {
+		t.Fatalf("kept token expires %v (%v)", exp, ok)
+	}
+	if again := reconcile(2 * time.Minute); again != first || len(requests) != 1 {
+		t.Fatalf("a token with most of its life left was replaced (%d requests)", len(requests))
+	}
+	if renewed := reconcile(DefaultTokenLifetime / 2); renewed == first || len(requests) != 2 {
+		t.Fatalf("a token past half its life was not renewed (%d requests)", len(requests))
 	}
 }

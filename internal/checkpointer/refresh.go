@@ -3,6 +3,12 @@ package checkpointer
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -39,6 +45,14 @@ func (r *Reconciler) writeCopies(ctx context.Context, copies []checkpoint.Volume
 	for _, vc := range copies {
 		data := map[string]map[string][]byte{}
 		for _, src := range vc.Sources {
+			if src.Kind == checkpoint.TokenKind {
+				token, err := r.keptToken(ctx, vc, src)
+				if err != nil {
+					return err
+				}
+				data[src.Kind+"/"+src.Name] = map[string][]byte{checkpoint.TokenKey: token}
+				continue
+			}
 			d, found, err := r.API.VolumeData(ctx, src.Kind, src.Name)
 			if err != nil {
 				return err
@@ -65,4 +79,42 @@ func samePod(a, b *corev1.Pod) bool {
 	x, err1 := EncodePod(a)
 	y, err2 := EncodePod(b)
 	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+}
+
+// keptToken is the token a copy keeps: the one on disk while more than half
+// its life is left, else a new one from a TokenRequest.
+func (r *Reconciler) keptToken(ctx context.Context, vc checkpoint.VolumeCopy, src checkpoint.CopySource) ([]byte, error) {
+	now := r.Clock.Now()
+	if old, err := os.ReadFile(filepath.Join(vc.Dir, src.Items[0].Path)); err == nil {
+		if exp, ok := tokenExpiry(old); ok && exp.Sub(now) > r.TokenLifetime/2 {
+			return old, nil
+		}
+	}
+	token, err := r.API.ServiceAccountToken(ctx, src.Name, src.Audience, r.TokenLifetime)
+	if err != nil {
+		return nil, err
+	}
+	exp, _ := tokenExpiry(token)
+	r.Log.Info("renewed a checkpoint's service-account token", "account", src.Name, "volume", vc.Volume, "expires", exp.UTC())
+	return token, nil
+}
+
+// tokenExpiry reads the exp claim of a JWT without verifying it: the API
+// server verifies it; this only decides when to ask for the next one.
+func tokenExpiry(token []byte) (time.Time, bool) {
+	parts := strings.Split(strings.TrimSpace(string(token)), ".")
+	if len(parts) != 3 {
+		return time.Time{}, false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return time.Time{}, false
+	}
+	var claims struct {
+		Exp int64 `json:"exp"`
+	}
+	if json.Unmarshal(payload, &claims) != nil || claims.Exp == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(claims.Exp, 0), true
 }

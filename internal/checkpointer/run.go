@@ -44,6 +44,7 @@ type Config struct {
 	Grace          checkpoint.Grace
 	MinStable      time.Duration
 	RefreshEvery   time.Duration
+	TokenLifetime  time.Duration
 	HeartbeatEvery time.Duration
 }
 
@@ -64,6 +65,8 @@ func (c Config) Validate() error {
 		return errors.New("--interval and --busy-interval must be positive")
 	case c.TokenFile == "" || c.CAFile == "":
 		return errors.New("--token-file and --ca-file are required")
+	case c.TokenLifetime < 10*time.Minute:
+		return errors.New("--checkpoint-token-lifetime must be at least 10m, the API server's minimum")
 	}
 	return nil
 }
@@ -150,7 +153,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 
 		Namespace: c.Namespace, Node: c.Node, PodName: c.PodName, Self: c.Self(), DaemonSet: c.DaemonSet,
 		SecretDir: c.Disk.SecretDir,
-		Grace:     c.Grace, MinStable: c.MinStable, RefreshEvery: c.RefreshEvery, HeartbeatEvery: c.HeartbeatEvery,
+		Grace:     c.Grace, MinStable: c.MinStable, RefreshEvery: c.RefreshEvery, TokenLifetime: c.TokenLifetime, HeartbeatEvery: c.HeartbeatEvery,
 		Probe: LocalProbe(2 * time.Second),
 	}
 	lock := &Lock{Path: c.LockFile, Clock: clk}
@@ -228,6 +231,10 @@ func Handler(r *Reconciler, staleAfter time.Duration) http.Handler {
 			http.Error(w, "no reconcile completed in the last "+staleAfter.String(), http.StatusServiceUnavailable)
 			return
 		}
+		if cause := r.CredentialsRefused(); cause != "" {
+			http.Error(w, "the API server refuses this checkpointer's credentials: "+cause, http.StatusServiceUnavailable)
+			return
+		}
 		w.Write([]byte("ok\n"))
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(r.Metrics.Registry, promhttp.HandlerOpts{}))
@@ -240,9 +247,13 @@ const (
 	// DefaultBusyInterval: a checkpoint activates or hands over within a
 	// second of its grace ending rather than of a whole interval. Only those
 	// few seconds are polled this often: a recovering node's CPU is scarce.
-	DefaultBusyInterval   = time.Second
-	DefaultMinStable      = 10 * time.Second
-	DefaultRefreshEvery   = time.Minute
+	DefaultBusyInterval = time.Second
+	DefaultMinStable    = 10 * time.Second
+	DefaultRefreshEvery = time.Minute
+	// DefaultTokenLifetime is how long a kept token lives: the longest API
+	// outage after which a node's checkpointer still reaches the API by
+	// itself. Renewed at half-life, so at least half of it is always left.
+	DefaultTokenLifetime  = 7 * 24 * time.Hour
 	DefaultHeartbeatEvery = time.Minute
 )
 
@@ -280,6 +291,14 @@ func (l *lazyAPI) VolumeData(ctx context.Context, kind, name string) (map[string
 		return nil, false, err
 	}
 	return a.VolumeData(ctx, kind, name)
+}
+
+func (l *lazyAPI) ServiceAccountToken(ctx context.Context, account, audience string, lifetime time.Duration) ([]byte, error) {
+	a, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return a.ServiceAccountToken(ctx, account, audience, lifetime)
 }
 
 func (l *lazyAPI) DaemonSetGone(ctx context.Context) (bool, error) {

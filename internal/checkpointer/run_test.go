@@ -77,7 +77,7 @@ func TestRunHandsTheLockBetweenCopies(t *testing.T) {
 		CRIEndpoint: cri.endpoint, LockFile: filepath.Join(dir, "lock"),
 		Server: api.URL, TokenFile: token, CAFile: ca,
 		Interval: 50 * time.Millisecond, BusyInterval: 50 * time.Millisecond, Grace: testGrace, MinStable: time.Second,
-		RefreshEvery: time.Minute, HeartbeatEvery: time.Minute,
+		RefreshEvery: time.Minute, HeartbeatEvery: time.Minute, TokenLifetime: DefaultTokenLifetime,
 	}
 	daemonPod, static := base, base
 	daemonPod.PodName, daemonPod.Listen = testSelf, freePort(t)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
@@ -61,6 +63,7 @@ func (r *Reconciler) updateGauges() {
 }
 
 func (r *Reconciler) noteAPI(up bool, err error) {
+	r.noteRefused(err)
 	if up {
 		r.Metrics.apiUp.Set(1)
 	} else {
@@ -70,11 +73,46 @@ func (r *Reconciler) noteAPI(up bool, err error) {
 	if r.apiWasUp == nil || *r.apiWasUp != up {
 		if up {
 			r.Log.Info("API server reachable")
-		} else {
+		} else if !refused(err) {
 			r.Log.Warn("API server unreachable; acting on local state only", "err", err)
 		}
 		r.apiWasUp = &up
 	}
+}
+
+// refused says whether the API server answered but would not accept this
+// checkpointer's token (401) or its permissions (403).
+func refused(err error) bool {
+	return apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err)
+}
+
+// noteRefused keeps an API server that refuses our credentials apart from
+// one that is down: it answers, so nothing on disk is wrong, but nothing is
+// removed or torn down while it refuses, so the pod goes unready, the metric
+// says so and the log names the cause.
+func (r *Reconciler) noteRefused(err error) {
+	cause := ""
+	if refused(err) {
+		cause = err.Error()
+		r.Metrics.credentialsRefused.Set(1)
+	} else {
+		r.Metrics.credentialsRefused.Set(0)
+	}
+	if old := r.refusedCause.Swap(&cause); old == nil || (*old == "") != (cause == "") {
+		if cause != "" {
+			r.Log.Error("the API server refuses this checkpointer's credentials; no checkpoint is removed or torn down until it accepts them", "err", err)
+		} else if old != nil {
+			r.Log.Info("the API server accepts this checkpointer's credentials again")
+		}
+	}
+}
+
+// CredentialsRefused is why the API server refused the last request, or "".
+func (r *Reconciler) CredentialsRefused() string {
+	if c := r.refusedCause.Load(); c != nil {
+		return *c
+	}
+	return ""
 }
 
 // LastSuccess is when a reconcile last completed without error.

@@ -38,6 +38,10 @@ type Config struct {
 	// KubeletInsecureTLS lets metrics-server accept the kubelets'
 	// self-signed serving certificates, as kind's are.
 	KubeletInsecureTLS bool
+	// DNSOffControlPlane keeps CoreDNS off the control-plane nodes: the
+	// cluster has other nodes, and DNS then outlives a restart of every
+	// control-plane node.
+	DNSOffControlPlane bool
 }
 
 // APIServerNames are the in-cluster names the API server's serving

@@ -1,20 +1,79 @@
 package pivot
 
-// Actions is the whole pivot, in order.
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+)
+
+// Actions is the whole pivot, in order. The API server goes one node at a
+// time, with a checkpoint on every node before any static manifest moves.
+// kube-controller-manager and kube-scheduler fail over by leader election
+// and serve no request, so theirs go on every node at once.
 func Actions(c *Cluster, o Options) []Action {
 	// A pod network first: without one the nodes are NotReady.
 	actions := []Action{&installCNI{}, &installCheckpointer{}}
-	for _, comp := range Components {
+	const apiServer = "kube-apiserver"
+	for _, n := range c.ControlPlane {
+		actions = append(actions, &shareStaticPort{component: apiServer, node: n})
+	}
+	if o.Certs == CertsSecret {
+		actions = append(actions, &storeAPIServerCredentials{})
+	}
+	actions = append(actions, &createWorkload{component: apiServer})
+	for _, n := range c.ControlPlane {
+		actions = append(actions, &removeStatic{component: apiServer, node: n})
+	}
+	var share, create, remove []Action
+	for _, comp := range Components[1:] {
 		for _, n := range c.ControlPlane {
-			actions = append(actions, &shareStaticPort{component: comp, node: n})
+			share = append(share, &shareStaticPort{component: comp, node: n})
+			remove = append(remove, &removeStatic{component: comp, node: n})
 		}
-		if comp == "kube-apiserver" && o.Certs == CertsSecret {
-			actions = append(actions, &storeAPIServerCredentials{})
-		}
-		actions = append(actions, &createWorkload{component: comp})
-		for _, n := range c.ControlPlane {
-			actions = append(actions, &removeStatic{component: comp, node: n})
+		create = append(create, &createWorkload{component: comp})
+	}
+	others := strings.Join(Components[1:], " and ")
+	return append(actions,
+		&together{name: "Letting static " + others + " share their ports on every node", actions: share},
+		&together{name: "Running " + others + " as Deployments", actions: create},
+		&together{name: "Removing static " + others + " from every node", actions: remove},
+		&installAddons{})
+}
+
+// together runs independent actions at once, as one step that is done
+// when each of them is.
+type together struct {
+	name    string
+	actions []Action
+}
+
+func (a *together) Name() string { return a.name }
+
+func (a *together) Done(ctx context.Context, c *Context) (bool, error) {
+	for _, sub := range a.actions {
+		if done, err := sub.Done(ctx, c); !done || err != nil {
+			return false, err
 		}
 	}
-	return append(actions, &installAddons{})
+	return true, nil
+}
+
+func (a *together) Execute(ctx context.Context, c *Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(a.actions))
+	for i, sub := range a.actions {
+		done, err := sub.Done(ctx, c)
+		if done || err != nil {
+			errs[i] = err
+			continue
+		}
+		wg.Go(func() {
+			if err := sub.Execute(ctx, c); err != nil {
+				errs[i] = errors.New(sub.Name() + ": " + err.Error())
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }

@@ -2,7 +2,9 @@ package pivot
 
 import (
 	"context"
+	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,5 +46,75 @@ func TestCreateWorkloadWithNoStaticPodLeft(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// blockingAction is done once executed; it waits on release.
+type blockingAction struct {
+	name    string
+	started chan struct{}
+	release chan struct{}
+	err     error
+	done    bool
+}
+
+func (a *blockingAction) Name() string { return a.name }
+func (a *blockingAction) Done(context.Context, *Context) (bool, error) {
+	return a.done, nil
+}
+func (a *blockingAction) Execute(context.Context, *Context) error {
+	close(a.started)
+	<-a.release
+	a.done = a.err == nil
+	return a.err
+}
+
+func TestTogetherRunsItsActionsAtOnce(t *testing.T) {
+	newAction := func(name string, err error) *blockingAction {
+		return &blockingAction{name: name, started: make(chan struct{}), release: make(chan struct{}), err: err}
+	}
+	a, b := newAction("scheduler on cp1", nil), newAction("controller-manager on cp2", errors.New("no mirror pod"))
+	skipped := &blockingAction{name: "already", done: true}
+	g := &together{name: "both", actions: []Action{a, skipped, b}}
+	result := make(chan error)
+	go func() { result <- g.Execute(context.Background(), &Context{}) }()
+	for _, x := range []*blockingAction{a, b} {
+		select {
+		case <-x.started: // both started before either was released
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s did not start while the other ran", x.name)
+		}
+	}
+	close(a.release)
+	close(b.release)
+	err := <-result
+	if err == nil || !strings.Contains(err.Error(), "controller-manager on cp2: no mirror pod") {
+		t.Fatalf("err = %v", err)
+	}
+	if done, _ := g.Done(context.Background(), &Context{}); done {
+		t.Error("done while one action failed")
+	}
+	b.err, b.done = nil, true
+	if done, _ := g.Done(context.Background(), &Context{}); !done {
+		t.Error("not done when every action is")
+	}
+}
+
+func TestOnlyTheAPIServerGoesNodeByNode(t *testing.T) {
+	c := &Cluster{ControlPlane: []string{"cp1", "cp2", "cp3"}}
+	var names []string
+	for _, a := range Actions(c, Options{Certs: CertsSecret}) {
+		names = append(names, a.Name())
+	}
+	want := []string{
+		"Letting static kube-apiserver on cp1 share its port", "Letting static kube-apiserver on cp2 share its port", "Letting static kube-apiserver on cp3 share its port",
+		"Storing the API server's credentials in Secret kube-system/kube-apiserver", "Running kube-apiserver as a DaemonSet",
+		"Removing static kube-apiserver from cp1", "Removing static kube-apiserver from cp2", "Removing static kube-apiserver from cp3",
+		"Letting static kube-controller-manager and kube-scheduler share their ports on every node",
+		"Running kube-controller-manager and kube-scheduler as Deployments",
+		"Removing static kube-controller-manager and kube-scheduler from every node",
+	}
+	if got := names[2 : len(names)-1]; !slices.Equal(got, want) {
+		t.Errorf("actions:\n%s", strings.Join(got, "\n"))
 	}
 }

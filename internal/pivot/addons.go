@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -17,8 +18,15 @@ type installCheckpointer struct{}
 
 func (*installCheckpointer) Name() string { return "Installing pod-checkpointer" }
 
+// legacyCheckpointerToken is the token Secret that never expires, which
+// earlier releases gave the checkpointer; deleting it revokes the token.
+const legacyCheckpointerToken = "pod-checkpointer-token"
+
 func (*installCheckpointer) Done(ctx context.Context, c *Context) (bool, error) {
 	if held, err := templatesHeld(ctx, c, "pod-checkpointer.yaml"); !held || err != nil {
+		return false, err
+	}
+	if _, err := c.Client.CoreV1().Secrets(kube.Namespace).Get(ctx, legacyCheckpointerToken, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		return false, err
 	}
 	ds, err := c.Client.AppsV1().DaemonSets(kube.Namespace).Get(ctx, "pod-checkpointer", metav1.GetOptions{})
@@ -32,7 +40,15 @@ func (a *installCheckpointer) Execute(ctx context.Context, c *Context) error {
 	if err := applyTemplates(ctx, c, "pod-checkpointer.yaml"); err != nil {
 		return err
 	}
-	return waitDaemonSet(ctx, c, kube.Namespace, "pod-checkpointer", len(c.Cluster.ControlPlane))
+	if err := waitDaemonSet(ctx, c, kube.Namespace, "pod-checkpointer", len(c.Cluster.ControlPlane)); err != nil {
+		return err
+	}
+	// Only now: until the new pods run, the old ones and their copies use it.
+	err := c.Client.CoreV1().Secrets(kube.Namespace).Delete(ctx, legacyCheckpointerToken, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("cannot revoke the checkpointer's old token (Secret %s/%s): %w", kube.Namespace, legacyCheckpointerToken, err)
+	}
+	return nil
 }
 
 // installCNI applies flannel unless another CNI already runs, and waits

@@ -1,20 +1,20 @@
 package pivot
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"fmt"
 	"strings"
 	"time"
 
-	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 )
 
 // Paths on every control-plane node.
@@ -24,14 +24,25 @@ const (
 	stagingDir  = "/etc/kubernetes/selfhost-staging"
 )
 
-// agentJob is a shell script run once on one node by a short-lived pod:
-// the only way to touch a node's files through the API alone.
+// agentJob is work done once on one node by a short-lived pod: the only
+// way to touch a node's files through the API alone. It is either a shell
+// script in the tools image or, with Args, our own node-side program.
 type agentJob struct {
 	Node    string
 	Purpose string            // e.g. "share-port-kube-apiserver"
 	Script  string            // run by sh -eu; /payload holds Payload
 	Payload map[string]string // file name -> content
+	// Args run the checkpointer image with the short-lived token of
+	// ServiceAccount credentialsAgent and kubeadm's pki directory read-only.
+	Args []string
 }
+
+// agentDeadline bounds a node agent's pod, so one left behind by a killed
+// bootstrap stops by itself.
+const agentDeadline = 5 * time.Minute
+
+// agentLabels mark every node agent and its payload, so leftovers can be found.
+var agentLabels = map[string]string{"app.kubernetes.io/managed-by": FieldManager, "app.kubernetes.io/component": "node-agent"}
 
 func (j agentJob) name() string {
 	sum := sha256.Sum256([]byte(j.Node + "/" + j.Purpose))
@@ -47,12 +58,16 @@ func runAgent(ctx context.Context, c *Context, j agentJob) (string, error) {
 		return "", err
 	}
 	_ = cms.Delete(ctx, name, metav1.DeleteOptions{})
-	labels := map[string]string{"app.kubernetes.io/managed-by": FieldManager, "app.kubernetes.io/component": "node-agent"}
-	if _, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}, Data: j.Payload}, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
-		return "", fmt.Errorf("cannot create the payload of the node agent on %s: %w", j.Node, err)
+	pod := agentPod(name, j, c.pinned(c.Options.ToolsImage))
+	if j.Args != nil {
+		pod = credentialsAgentPod(name, j, c.pinned(c.Cluster.Images.Checkpointer))
+	} else {
+		if _, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: agentLabels}, Data: j.Payload}, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
+			return "", fmt.Errorf("cannot create the payload of the node agent on %s: %w", j.Node, err)
+		}
+		defer cms.Delete(context.WithoutCancel(ctx), name, metav1.DeleteOptions{})
 	}
-	defer cms.Delete(context.WithoutCancel(ctx), name, metav1.DeleteOptions{})
-	if _, err := pods.Create(ctx, agentPod(name, labels, j, c.Options.ToolsImage), metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
+	if _, err := pods.Create(ctx, pod, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
 		return "", fmt.Errorf("cannot start the node agent on %s: %w", j.Node, err)
 	}
 	defer pods.Delete(context.WithoutCancel(ctx), name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
@@ -64,6 +79,9 @@ func runAgent(ctx context.Context, c *Context, j agentJob) (string, error) {
 			return false, nil // the API may blink while a server restarts
 		}
 		phase = p.Status.Phase
+		if phase == corev1.PodSucceeded {
+			c.learnDigest(pod.Spec.Containers[0].Image, p)
+		}
 		return phase == corev1.PodSucceeded || phase == corev1.PodFailed, nil
 	})
 	if err != nil {
@@ -91,45 +109,114 @@ func deleteAndWait(ctx context.Context, c *Context, name string) error {
 	})
 }
 
-func agentPod(name string, labels map[string]string, j agentJob, image string) *corev1.Pod {
+// RemoveAgents deletes every node agent pod and payload, and the
+// credentials agent's account, such as those a killed bootstrap left behind.
+func RemoveAgents(ctx context.Context, c *Context) error {
+	revokeCredentialsAgent(ctx, c)
+	selector := metav1.ListOptions{LabelSelector: labels.SelectorFromSet(agentLabels).String()}
+	pods, cms := c.Client.CoreV1().Pods(kube.Namespace), c.Client.CoreV1().ConfigMaps(kube.Namespace)
+	podList, err := pods.List(ctx, selector)
+	if err != nil {
+		return fmt.Errorf("cannot list leftover node agents: %w", err)
+	}
+	for _, p := range podList.Items {
+		if err := pods.Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("cannot remove leftover node agent %s: %w", p.Name, err)
+		}
+	}
+	cmList, err := cms.List(ctx, selector)
+	if err != nil {
+		return fmt.Errorf("cannot list leftover node agent payloads: %w", err)
+	}
+	for _, cm := range cmList.Items {
+		if err := cms.Delete(ctx, cm.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("cannot remove leftover node agent payload %s: %w", cm.Name, err)
+		}
+	}
+	return nil
+}
+
+// basePod is what every node agent pod shares.
+func basePod(name string, j agentJob) *corev1.Pod {
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: agentLabels},
 		Spec: corev1.PodSpec{
 			NodeName:                     j.Node, // no scheduler needed: it may be the thing moving
 			RestartPolicy:                corev1.RestartPolicyNever,
+			ActiveDeadlineSeconds:        ptr.To(int64(agentDeadline.Seconds())),
 			AutomountServiceAccountToken: ptr.To(false),
 			EnableServiceLinks:           ptr.To(false),
 			PriorityClassName:            "system-node-critical",
 			Tolerations:                  []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-			Containers: []corev1.Container{{
-				Name:            "agent",
-				Image:           image,
-				ImagePullPolicy: corev1.PullIfNotPresent,
-				Command:         []string{"sh", "-euc", j.Script},
-				SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true), RunAsUser: ptr.To[int64](0)},
-				VolumeMounts: []corev1.VolumeMount{
-					{Name: "kubernetes", MountPath: "/etc/kubernetes"},
-					{Name: "payload", MountPath: "/payload", ReadOnly: true},
-				},
-			}},
-			Volumes: []corev1.Volume{
-				{Name: "kubernetes", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/etc/kubernetes", Type: ptr.To(corev1.HostPathDirectory)}}},
-				{Name: "payload", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: name}}}},
-			},
 		},
 	}
 }
 
+// agentPod runs a script with /etc/kubernetes and the payload mounted.
+func agentPod(name string, j agentJob, image string) *corev1.Pod {
+	p := basePod(name, j)
+	p.Spec.Containers = []corev1.Container{{
+		Name:            "agent",
+		Image:           image,
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		Command:         []string{"sh", "-euc", j.Script},
+		SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true), RunAsUser: ptr.To[int64](0)},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: "kubernetes", MountPath: "/etc/kubernetes"},
+			{Name: "payload", MountPath: "/payload", ReadOnly: true},
+		},
+	}}
+	p.Spec.Volumes = []corev1.Volume{
+		{Name: "kubernetes", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/etc/kubernetes", Type: ptr.To(corev1.HostPathDirectory)}}},
+		{Name: "payload", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: name}}}},
+	}
+	return p
+}
+
+// tokenTTL is the life of the credentials agent's token, the API's minimum.
+const tokenTTL = 10 * time.Minute
+
+// credentialsAgentPod runs the credentials agent (nodecreds) with kubeadm's pki directory
+// read-only, no capabilities, and a token that expires in minutes.
+func credentialsAgentPod(name string, j agentJob, image string) *corev1.Pod {
+	p := basePod(name, j)
+	p.Spec.ServiceAccountName = credentialsAgent
+	p.Spec.Containers = []corev1.Container{{
+		Name:            "agent",
+		Image:           image,
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		Args:            j.Args,
+		SecurityContext: &corev1.SecurityContext{
+			RunAsUser: ptr.To[int64](0), ReadOnlyRootFilesystem: ptr.To(true), AllowPrivilegeEscalation: ptr.To(false),
+			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: "pki", MountPath: kubeadmPKI, ReadOnly: true},
+			{Name: "token", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", ReadOnly: true},
+		},
+	}}
+	p.Spec.Volumes = []corev1.Volume{
+		{Name: "pki", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: kubeadmPKI, Type: ptr.To(corev1.HostPathDirectory)}}},
+		{Name: "token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ptr.To(int64(tokenTTL.Seconds()))}},
+			{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"}, Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}},
+		}}}},
+	}
+	return p
+}
+
 // replaceStaticScript installs /payload/<file> as the static manifest,
 // keeping kubeadm's original in the backup directory the first time. The
-// staging directory is on the same filesystem, so the final mv is atomic and
-// the kubelet never reads half a file.
-func replaceStaticScript(file string) string {
-	return fmt.Sprintf(`mkdir -p %[2]s %[3]s
+// payload must have the sha256 sum the plugin computed, or nothing changes.
+// The staging directory is on the same filesystem, so the final mv is atomic
+// and the kubelet never reads half a file.
+func replaceStaticScript(file, content string) string {
+	return fmt.Sprintf(`echo "%[5]x  /payload/%[1]s" | sha256sum -c - >/dev/null 2>&1 || { echo "/payload/%[1]s is not what the plugin sent"; exit 1; }
+mkdir -p %[2]s %[3]s
 [ -f %[2]s/%[1]s ] || cp %[4]s/%[1]s %[2]s/%[1]s
 cp /payload/%[1]s %[3]s/%[1]s
 mv %[3]s/%[1]s %[4]s/%[1]s
-echo "replaced %[4]s/%[1]s"`, file, BackupDir, stagingDir, ManifestDir)
+echo "replaced %[4]s/%[1]s"`, file, BackupDir, stagingDir, ManifestDir, sha256.Sum256([]byte(content)))
 }
 
 // removeStaticScript moves the static manifest out of the kubelet's sight.
@@ -143,51 +230,39 @@ fi
 echo "moved %[3]s/%[1]s to %[2]s"`, file, BackupDir, ManifestDir)
 }
 
-// fileMarker starts each file in a node agent's output.
-const fileMarker = "@@selfhost-file "
-
-// readFilesScript prints each file under dir, base64-encoded after a marker
-// line. The agent's log is the only way back from the node through the API;
-// it lives on the node that already holds the files, and goes with the pod.
-func readFilesScript(dir string, files []string) string {
-	// Every file is checked before any is printed, so a failure's output,
-	// which the error shows, holds no key.
-	return fmt.Sprintf(`cd %[1]s
-for f in %[2]s; do [ -r "$f" ] || { echo "%[1]s/$f is missing"; exit 1; }; done
-for f in %[2]s; do echo "%[3]s$f"; base64 "$f"; done`, dir, strings.Join(files, " "), fileMarker)
+// pinned is image by digest, where a node agent has run it and the runtime
+// knows its repository digest; else image as given.
+func (c *Context) pinned(image string) string {
+	c.digestsMu.Lock()
+	defer c.digestsMu.Unlock()
+	if p, ok := c.digests[image]; ok {
+		return p
+	}
+	return image
 }
 
-// parseFiles decodes readFilesScript's output into file -> content.
-func parseFiles(out string) (map[string][]byte, error) {
-	files := map[string][]byte{}
-	var name string
-	var b64 strings.Builder
-	flush := func() error {
-		if name == "" {
-			return nil
-		}
-		data, err := base64.StdEncoding.DecodeString(b64.String())
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		files[name] = data
-		b64.Reset()
-		return nil
+// learnDigest pins image to the repository digest its finished pod ran. An
+// image without one (loaded into the node, never pulled) stays by name.
+func (c *Context) learnDigest(image string, p *corev1.Pod) {
+	if strings.Contains(image, "@") || len(p.Status.ContainerStatuses) == 0 {
+		return
 	}
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if f, ok := strings.CutPrefix(line, fileMarker); ok {
-			if err := flush(); err != nil {
-				return nil, err
-			}
-			name = f
-			continue
-		}
-		b64.WriteString(line)
+	repo, digest, ok := strings.Cut(p.Status.ContainerStatuses[0].ImageID, "@")
+	if !ok || !strings.HasPrefix(digest, "sha256:") || repo != repository(image) {
+		return
 	}
-	if err := flush(); err != nil {
-		return nil, err
+	c.digestsMu.Lock()
+	defer c.digestsMu.Unlock()
+	if c.digests == nil {
+		c.digests = map[string]string{}
 	}
-	return files, nil
+	c.digests[image] = image + "@" + digest
+}
+
+// repository is an image reference without its tag.
+func repository(image string) string {
+	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
+		return image[:i]
+	}
+	return image
 }

@@ -1,22 +1,47 @@
 package pivot
 
 import (
+	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 )
 
 // runScript runs an agent script with /etc/kubernetes and /payload moved under root.
 func runScript(t *testing.T, root, script string) {
 	t.Helper()
-	script = strings.ReplaceAll(script, "/etc/kubernetes", filepath.Join(root, "etc/kubernetes"))
-	script = strings.ReplaceAll(script, "/payload", filepath.Join(root, "payload"))
-	out, err := exec.Command("sh", "-euc", script).CombinedOutput()
-	if err != nil {
+	if out, err := tryScript(root, script); err != nil {
 		t.Fatalf("script failed: %v\n%s", err, out)
 	}
+}
+
+// tryScript runs the script in busybox's sh, as the tools image does, where
+// the host has busybox.
+func tryScript(root, script string) (string, error) {
+	script = strings.ReplaceAll(script, "/etc/kubernetes", filepath.Join(root, "etc/kubernetes"))
+	script = strings.ReplaceAll(script, "/payload", filepath.Join(root, "payload"))
+	cmd := exec.Command("sh", "-euc", script)
+	if bb, err := exec.LookPath("busybox"); err == nil {
+		bin := filepath.Join(root, "bin")
+		os.MkdirAll(bin, 0o755)
+		for _, applet := range []string{"sh", "sha256sum", "mkdir", "cp", "mv", "echo"} {
+			os.Symlink(bb, filepath.Join(bin, applet))
+		}
+		cmd = exec.Command(filepath.Join(bin, "sh"), "-euc", script)
+		cmd.Env = []string{"PATH=" + bin}
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 func read(t *testing.T, path string) string {
@@ -39,7 +64,7 @@ func TestAgentScriptsKeepKubeadmsOriginal(t *testing.T) {
 
 	// Replace twice, as a resumed run would: the backup keeps kubeadm's file.
 	for range 2 {
-		runScript(t, root, replaceStaticScript("kube-apiserver.yaml"))
+		runScript(t, root, replaceStaticScript("kube-apiserver.yaml", "shared"))
 	}
 	if got := read(t, filepath.Join(manifests, "kube-apiserver.yaml")); got != "shared" {
 		t.Errorf("manifest is %q", got)
@@ -84,8 +109,106 @@ func TestAgentNamesAreStableAndValid(t *testing.T) {
 	if a.name() == b.name() {
 		t.Error("two nodes' agents share a name")
 	}
-	p := agentPod(a.name(), nil, a, "busybox")
+	p := agentPod(a.name(), a, "busybox")
 	if p.Spec.NodeName != a.Node || !*p.Spec.Containers[0].SecurityContext.Privileged {
 		t.Error("agent not pinned to its node or not privileged")
+	}
+}
+
+func TestReplaceRefusesAPayloadThatIsNotWhatWasSent(t *testing.T) {
+	root := t.TempDir()
+	manifests := filepath.Join(root, "etc/kubernetes/manifests")
+	os.MkdirAll(manifests, 0o755)
+	os.MkdirAll(filepath.Join(root, "payload"), 0o755)
+	os.WriteFile(filepath.Join(manifests, "kube-apiserver.yaml"), []byte("kubeadm"), 0o600)
+	os.WriteFile(filepath.Join(root, "payload/kube-apiserver.yaml"), []byte("tampered"), 0o644)
+
+	out, err := tryScript(root, replaceStaticScript("kube-apiserver.yaml", "shared"))
+	if err == nil || !strings.Contains(out, "is not what the plugin sent") {
+		t.Fatalf("a changed payload was installed: %v %s", err, out)
+	}
+	if got := read(t, filepath.Join(manifests, "kube-apiserver.yaml")); got != "kubeadm" {
+		t.Errorf("manifest is %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/kubernetes/selfhost-backup")); !os.IsNotExist(err) {
+		t.Error("a refused payload changed the node")
+	}
+}
+
+// The credentials agent runs with a token of minutes, reads the pki
+// directory without writing it, and carries no key in its spec.
+func TestTheCredentialsAgentIsConfinedAndCarriesNoKey(t *testing.T) {
+	j := agentJob{Node: "cp1", Purpose: "store-apiserver-credentials", Args: []string{"node-credentials", "--item", "ca.crt=ca.crt"}}
+	p := credentialsAgentPod(j.name(), j, "ghcr.io/kubectl-selfhost/pod-checkpointer:v0.1.0")
+	c := p.Spec.Containers[0]
+	sc := c.SecurityContext
+	if sc.Privileged != nil || !*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation || len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" {
+		t.Errorf("security context %+v", sc)
+	}
+	if p.Spec.ServiceAccountName != credentialsAgent || *p.Spec.AutomountServiceAccountToken {
+		t.Errorf("account %q, automount %v", p.Spec.ServiceAccountName, *p.Spec.AutomountServiceAccountToken)
+	}
+	if *p.Spec.ActiveDeadlineSeconds <= 0 {
+		t.Error("no deadline")
+	}
+	for _, m := range c.VolumeMounts {
+		if !m.ReadOnly {
+			t.Errorf("%s is mounted writable", m.MountPath)
+		}
+	}
+	for _, v := range p.Spec.Volumes {
+		if v.HostPath != nil && v.HostPath.Path != kubeadmPKI {
+			t.Errorf("mounts %s", v.HostPath.Path)
+		}
+		if v.Projected != nil && *v.Projected.Sources[0].ServiceAccountToken.ExpirationSeconds > 3600 {
+			t.Errorf("token lives %ds", *v.Projected.Sources[0].ServiceAccountToken.ExpirationSeconds)
+		}
+	}
+	spec, _ := json.Marshal(p)
+	if strings.Contains(string(spec), "BEGIN") || len(c.Env) > 0 {
+		t.Error("key material or environment in the pod")
+	}
+}
+
+func TestRemoveAgentsRemovesOnlyNodeAgents(t *testing.T) {
+	left := agentPod("selfhost-agent-0123456789ab", agentJob{Node: "cp1"}, "busybox")
+	left.Namespace = kube.Namespace
+	payload := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: left.Name, Namespace: kube.Namespace, Labels: agentLabels}}
+	other := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "kube-apiserver-cp1", Namespace: kube.Namespace, Labels: map[string]string{"component": "kube-apiserver"}}}
+	account := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: credentialsAgent, Namespace: kube.Namespace, Labels: agentLabels}}
+	client := fake.NewClientset(left, payload, other, account)
+	if err := RemoveAgents(context.Background(), &Context{Client: client}); err != nil {
+		t.Fatal(err)
+	}
+	pods, _ := client.CoreV1().Pods(kube.Namespace).List(context.Background(), metav1.ListOptions{})
+	cms, _ := client.CoreV1().ConfigMaps(kube.Namespace).List(context.Background(), metav1.ListOptions{})
+	if len(pods.Items) != 1 || pods.Items[0].Name != other.Name || len(cms.Items) != 0 {
+		t.Errorf("left %d pods, %d payloads", len(pods.Items), len(cms.Items))
+	}
+	if _, err := client.CoreV1().ServiceAccounts(kube.Namespace).Get(context.Background(), credentialsAgent, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the credentials agent's account is left (%v)", err)
+	}
+}
+
+func TestAgentImagesArePinnedToTheDigestANodeRan(t *testing.T) {
+	c := &Context{}
+	ran := func(imageID string) *corev1.Pod {
+		return &corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{ImageID: imageID}}}}
+	}
+	const busybox = "docker.io/library/busybox:1.36"
+	c.learnDigest(busybox, ran("sha256:0a1b")) // loaded, never pulled: no repository digest
+	if got := c.pinned(busybox); got != busybox {
+		t.Fatalf("pinned to %s without a repository digest", got)
+	}
+	c.learnDigest(busybox, ran("docker.io/library/other@sha256:9999"))
+	if got := c.pinned(busybox); got != busybox {
+		t.Fatalf("pinned to another repository's digest: %s", got)
+	}
+	c.learnDigest(busybox, ran("docker.io/library/busybox@sha256:73aa"))
+	if got := c.pinned(busybox); got != busybox+"@sha256:73aa" {
+		t.Fatalf("pinned = %s", got)
+	}
+	if got := c.pinned("registry.example:5000/tools"); got != "registry.example:5000/tools" {
+		t.Fatalf("an image never run was changed: %s", got)
 	}
 }

@@ -44,6 +44,13 @@ func Discover(ctx context.Context, client kubernetes.Interface) (*Cluster, error
 	if c.Config, err = cluster.FromKubeadm(ctx, client); err != nil {
 		return nil, err
 	}
+	workers, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "!" + kube.ControlPlaneLabel})
+	if err != nil {
+		return nil, fmt.Errorf("cannot list the nodes outside the control plane: %w", err)
+	}
+	for _, n := range workers.Items {
+		c.DNSOffControlPlane = c.DNSOffControlPlane || !n.Spec.Unschedulable
+	}
 	return c, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -65,6 +66,55 @@ func TestTheClusterDomainComesFromKubeadm(t *testing.T) {
 			}
 			if !slices.Contains(names, "kubernetes.default.svc."+tc.want) || !slices.Contains(names, "cp3") {
 				t.Errorf("the serving certificate would name %v; want kubernetes.default.svc.%s and every control-plane node", names, tc.want)
+			}
+		})
+	}
+}
+
+// With a node outside the control plane, CoreDNS must run there: a restart
+// of every control-plane node then leaves DNS answering. Without one, it
+// may only prefer it.
+func TestDNSStaysOffTheControlPlaneWhenThereAreOtherNodes(t *testing.T) {
+	onlyControlPlane := func(objs []runtime.Object) []runtime.Object {
+		return slices.DeleteFunc(objs, func(o runtime.Object) bool {
+			n, ok := o.(*corev1.Node)
+			return ok && n.Name == "worker"
+		})
+	}
+	for _, tc := range []struct {
+		name     string
+		mutate   func([]runtime.Object) []runtime.Object
+		required bool
+	}{
+		{"a worker", nil, true},
+		{"control-plane nodes only", onlyControlPlane, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := kubeadmCluster(t, tc.mutate)
+			cl, err := Discover(context.Background(), client)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := NewContext(client, nil, progress.NewStatus(io.Discard, false), Options{CheckpointerImage: "checkpointer:test"}, cl)
+			objs, err := templateObjects(c, "coredns.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var affinity *corev1.NodeAffinity
+			for _, o := range objs {
+				if o.GetKind() == "Deployment" {
+					var d appsv1.Deployment
+					if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &d); err != nil {
+						t.Fatal(err)
+					}
+					affinity = d.Spec.Template.Spec.Affinity.NodeAffinity
+					if len(d.Spec.Template.Spec.TopologySpreadConstraints) != 1 || d.Spec.Template.Spec.TopologySpreadConstraints[0].WhenUnsatisfiable != corev1.DoNotSchedule {
+						t.Error("CoreDNS is not spread over nodes")
+					}
+				}
+			}
+			if got := affinity != nil && affinity.RequiredDuringSchedulingIgnoredDuringExecution != nil; got != tc.required {
+				t.Errorf("required off the control plane = %v, want %v", got, tc.required)
 			}
 		})
 	}

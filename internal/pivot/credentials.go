@@ -6,11 +6,14 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
-	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pki"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/nodecreds"
 )
 
 // How the self-hosted API server gets its certificates and keys.
@@ -34,14 +37,19 @@ const (
 	clusterCA   = "ca"
 )
 
-// renewBefore is how close to expiry a stored serving certificate may be
-// before a rerun of bootstrap replaces it.
+// renewBefore is how close to expiry a certificate in the Secret may be
+// before a rerun of bootstrap reissues it.
 const renewBefore = 30 * 24 * time.Hour
 
-// storeAPIServerCredentials reads the files the API server's flags name from
-// one control-plane node and stores them in Secret kube-system/kube-apiserver.
-// kubeadm's serving certificate names one node, so a new one is issued from
-// the cluster CA for every control-plane node's names and addresses.
+// credentialsAgent is the ServiceAccount of the node agent that stores the
+// credentials; it exists only while that agent runs.
+const credentialsAgent = "selfhost-credentials-agent"
+
+// storeAPIServerCredentials has a node agent on a control-plane node store
+// the files the API server's flags name in Secret kube-system/kube-apiserver.
+// kubeadm's serving certificate names one node, so the agent issues one for
+// every control-plane node's names and addresses from the cluster CA, and it
+// reissues any certificate near expiry: the CA keys never leave the node.
 type storeAPIServerCredentials struct{}
 
 func (*storeAPIServerCredentials) Name() string {
@@ -60,7 +68,7 @@ func (*storeAPIServerCredentials) Done(ctx context.Context, c *Context) (bool, e
 	if err != nil {
 		return false, err
 	}
-	return servingCertCovers(s, names, ips, time.Now()) == "", nil
+	return credentialsProblem(s, names, ips, time.Now()) == "", nil
 }
 
 func (a *storeAPIServerCredentials) Execute(ctx context.Context, c *Context) error {
@@ -73,47 +81,76 @@ func (a *storeAPIServerCredentials) Execute(ctx context.Context, c *Context) err
 		flagValue(cmd, "--client-ca-file") != kubeadmPKI+"/"+clusterCA+".crt" {
 		return fmt.Errorf("static kube-apiserver on %s does not use kubeadm's %s/{%s,%s,%s.crt}; use --certs %s", node, kubeadmPKI, servingCert, servingKey, clusterCA, CertsHostPath)
 	}
-	items := pkiFiles(container)
-	files := []string{clusterCA + ".key"} // signs the shared serving certificate; it is not stored
-	for _, it := range items {
-		files = append(files, it.Path)
-	}
-	c.Waiting("the API server's credentials from %s on %s", kubeadmPKI, node)
-	out, err := runAgent(ctx, c, agentJob{Node: node, Purpose: "read-apiserver-credentials", Script: readFilesScript(kubeadmPKI, files)})
-	if err != nil {
-		return err
-	}
-	read, err := parseFiles(out)
-	if err != nil {
-		return fmt.Errorf("reading %s on %s: %w", kubeadmPKI, node, err)
-	}
-	ca, err := pki.ParseCA(read[clusterCA+".crt"], read[clusterCA+".key"])
-	if err != nil {
-		return fmt.Errorf("the cluster CA in %s on %s: %w", kubeadmPKI, node, err)
-	}
 	names, ips, err := servingNames(ctx, c)
 	if err != nil {
 		return err
 	}
-	serving, err := sharedServingCert(ca, read[servingCert], names, ips, time.Now())
-	if err != nil {
+	args := []string{nodecreds.Command, "--pki-dir", kubeadmPKI, "--namespace", kube.Namespace, "--secret", APIServerSecret,
+		"--field-manager", FieldManager, "--serving-cert", servingCert, "--serving-ca", clusterCA + ".crt", "--renew-before", renewBefore.String()}
+	for _, it := range pkiFiles(container) {
+		args = append(args, "--item", it.Key+"="+it.Path)
+	}
+	for _, n := range names {
+		args = append(args, "--serving-dns", n)
+	}
+	for _, ip := range ips {
+		args = append(args, "--serving-ip", ip.String())
+	}
+	if err := grantCredentialsAgent(ctx, c); err != nil {
 		return err
 	}
-	data := map[string][]byte{}
-	for _, it := range items {
-		data[it.Key] = read[it.Path]
-	}
-	data[servingCert] = pki.EncodeCert(serving.Cert)
-	if data[servingKey], err = pki.EncodeKey(serving.Key); err != nil {
-		return err
-	}
-	return applyTyped(ctx, c.Dynamic, &corev1.Secret{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-		ObjectMeta: metav1.ObjectMeta{Name: APIServerSecret, Namespace: kube.Namespace, Labels: map[string]string{"app.kubernetes.io/managed-by": FieldManager, "component": "kube-apiserver"}},
-		Type:       corev1.SecretTypeOpaque,
-		Data:       data,
-	})
+	defer revokeCredentialsAgent(context.WithoutCancel(ctx), c)
+	c.Waiting("the node agent on %s to store %s/{%s,...} in the Secret", node, kubeadmPKI, servingCert)
+	_, err = runAgent(ctx, c, agentJob{Node: node, Purpose: "store-apiserver-credentials", Args: args})
+	return err
 }
+
+// grantCredentialsAgent lets the agent read and apply Secret kube-apiserver,
+// and no other object; the Secret is created empty first, since a create
+// cannot be limited to one name.
+func grantCredentialsAgent(ctx context.Context, c *Context) error {
+	meta := func(kind, apiVersion string) (metav1.TypeMeta, metav1.ObjectMeta) {
+		return metav1.TypeMeta{Kind: kind, APIVersion: apiVersion}, metav1.ObjectMeta{Name: credentialsAgent, Namespace: kube.Namespace, Labels: agentLabels}
+	}
+	secrets := c.Client.CoreV1().Secrets(kube.Namespace)
+	if _, err := secrets.Get(ctx, APIServerSecret, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		_, err = secrets.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: APIServerSecret, Labels: credentialsLabels}, Type: corev1.SecretTypeOpaque}, metav1.CreateOptions{FieldManager: FieldManager})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("cannot create Secret %s/%s: %w", kube.Namespace, APIServerSecret, err)
+		}
+	} else if err != nil {
+		return err
+	}
+	saType, saMeta := meta("ServiceAccount", "v1")
+	roleType, roleMeta := meta("Role", "rbac.authorization.k8s.io/v1")
+	bindingType, bindingMeta := meta("RoleBinding", "rbac.authorization.k8s.io/v1")
+	for _, obj := range []runtime.Object{
+		&corev1.ServiceAccount{TypeMeta: saType, ObjectMeta: saMeta, AutomountServiceAccountToken: ptr.To(false)},
+		&rbacv1.Role{TypeMeta: roleType, ObjectMeta: roleMeta, Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{APIServerSecret}, Verbs: []string{"get", "patch"},
+		}}},
+		&rbacv1.RoleBinding{TypeMeta: bindingType, ObjectMeta: bindingMeta,
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: credentialsAgent},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: credentialsAgent, Namespace: kube.Namespace}}},
+	} {
+		if err := applyTyped(ctx, c.Dynamic, obj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// revokeCredentialsAgent removes the agent's account and its grant.
+func revokeCredentialsAgent(ctx context.Context, c *Context) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_ = c.Client.RbacV1().RoleBindings(kube.Namespace).Delete(ctx, credentialsAgent, metav1.DeleteOptions{})
+	_ = c.Client.RbacV1().Roles(kube.Namespace).Delete(ctx, credentialsAgent, metav1.DeleteOptions{})
+	_ = c.Client.CoreV1().ServiceAccounts(kube.Namespace).Delete(ctx, credentialsAgent, metav1.DeleteOptions{})
+}
+
+// credentialsLabels mark Secret kube-apiserver.
+var credentialsLabels = map[string]string{"app.kubernetes.io/managed-by": FieldManager, "component": "kube-apiserver"}
 
 // credentialsSource names a node and the API server container whose flags
 // say which of that node's files to store: a static pod while one is left;

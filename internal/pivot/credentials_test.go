@@ -5,9 +5,6 @@ import (
 	"crypto/x509"
 	"maps"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -122,49 +119,6 @@ func kubeadmPKIFor(t *testing.T, now time.Time) (*pki.KeyPair, *pki.KeyPair) {
 	return ca, leaf
 }
 
-func TestSharedServingCertServesEveryControlPlaneNode(t *testing.T) {
-	now := time.Now()
-	ca, kubeadm := kubeadmPKIFor(t, now)
-	names := []string{"cp1", "cp2", "cp3"}
-	ips := []net.IP{net.ParseIP("172.18.0.3"), net.ParseIP("172.18.0.4"), net.ParseIP("172.18.0.5")}
-	shared, err := sharedServingCert(ca, pki.EncodeCert(kubeadm.Cert), names, ips, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Cert)
-	// Every name a client may dial: kubeadm's own, and each node's.
-	for _, host := range []string{"cp1", "cp2", "cp3", "172.18.0.4", "172.18.0.5", "kubernetes.default.svc", "10.96.0.1", "127.0.0.1", "selfhost-external-load-balancer"} {
-		if _, err := shared.Cert.Verify(x509.VerifyOptions{DNSName: host, Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
-			t.Errorf("%s: %v", host, err)
-		}
-	}
-	if shared.Cert.Subject.CommonName != "kube-apiserver" {
-		t.Errorf("subject %v", shared.Cert.Subject)
-	}
-	secret := &corev1.Secret{Data: map[string][]byte{servingCert: pki.EncodeCert(shared.Cert)}}
-	if why := servingCertCovers(secret, names, ips, now); why != "" {
-		t.Errorf("the new certificate is not enough: %s", why)
-	}
-	if why := servingCertCovers(secret, append(names, "cp4"), ips, now); why != "its serving certificate does not name cp4" {
-		t.Errorf("a fourth node: %q", why)
-	}
-	if why := servingCertCovers(secret, names, append(ips, net.ParseIP("172.18.0.9")), now); why != "its serving certificate does not name 172.18.0.9" {
-		t.Errorf("a new address: %q", why)
-	}
-	if why := servingCertCovers(secret, names, ips, now.Add(pki.LeafValidity-time.Hour)); !strings.HasPrefix(why, "its serving certificate expires on") {
-		t.Errorf("near expiry: %q", why)
-	}
-	if why := servingCertCovers(kubeadmSecret(kubeadm), names, ips, now); why != "its serving certificate does not name cp2" {
-		t.Errorf("kubeadm's own certificate: %q", why)
-	}
-
-	other, _ := kubeadmPKIFor(t, now)
-	if _, err := sharedServingCert(other, pki.EncodeCert(kubeadm.Cert), names, ips, now); err == nil || !strings.Contains(err.Error(), "not signed by the cluster CA") {
-		t.Errorf("a foreign CA: %v", err)
-	}
-}
-
 func kubeadmSecret(kp *pki.KeyPair) *corev1.Secret {
 	return &corev1.Secret{Data: map[string][]byte{servingCert: pki.EncodeCert(kp.Cert)}}
 }
@@ -184,6 +138,13 @@ func TestStoredCredentialsAreDoneUntilTheControlPlaneChanges(t *testing.T) {
 	}
 	secret := kubeadmSecret(serving)
 	secret.ObjectMeta = metav1.ObjectMeta{Name: APIServerSecret, Namespace: kube.Namespace}
+	// A client certificate 20 days from expiry, as kubeadm's one-year ones get.
+	expiring, err := ca.Issue(pki.RSA2048, pki.CertConfig{CommonName: "kube-apiserver-etcd-client", Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, now.Add(20*24*time.Hour-pki.LeafValidity))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nearExpiry := secret.DeepCopy()
+	nearExpiry.Data["apiserver-etcd-client.crt"] = pki.EncodeCert(expiring.Cert)
 	action := &storeAPIServerCredentials{}
 	both := []runtime.Object{secret, node("cp1", "172.18.0.3"), node("cp2", "172.18.0.4")}
 	for _, tc := range []struct {
@@ -196,6 +157,7 @@ func TestStoredCredentialsAreDoneUntilTheControlPlaneChanges(t *testing.T) {
 		{"covers every node", both, cluster.DefaultDomain, true},
 		{"a node joined", append(both, node("cp3", "172.18.0.5")), cluster.DefaultDomain, false},
 		{"the cluster's DNS domain is another", both, "corp.internal", false},
+		{"a client certificate expires within 30 days", []runtime.Object{nearExpiry, node("cp1", "172.18.0.3"), node("cp2", "172.18.0.4")}, cluster.DefaultDomain, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &Context{Client: fake.NewClientset(tc.objs...), Cluster: &Cluster{Config: cluster.Config{ClusterDomain: tc.domain}}}
@@ -204,43 +166,6 @@ func TestStoredCredentialsAreDoneUntilTheControlPlaneChanges(t *testing.T) {
 				t.Errorf("Done = %v, %v; want %v", done, err, tc.want)
 			}
 		})
-	}
-}
-
-// The agent's script runs under a real sh, and its output decodes to the
-// very bytes on disk; a missing file fails before any key is printed.
-func TestReadFilesScriptRoundTrips(t *testing.T) {
-	dir := t.TempDir()
-	files := map[string][]byte{
-		"ca.key":      []byte("-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n"),
-		"etcd/ca.crt": []byte("-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n"),
-		"binary":      append(make([]byte, 300), 0xff, 0x00, '\n'),
-	}
-	var names []string
-	for name, data := range files {
-		os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o700)
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, name)
-	}
-	out, err := exec.Command("sh", "-euc", readFilesScript(dir, names)).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	got, err := parseFiles(string(out))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, data := range files {
-		if string(got[name]) != string(data) {
-			t.Errorf("%s: got %q, want %q", name, got[name], data)
-		}
-	}
-
-	out, err = exec.Command("sh", "-euc", readFilesScript(dir, append(names, "sa.key"))).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), dir+"/sa.key is missing") || strings.Contains(string(out), fileMarker) {
-		t.Errorf("a missing file: %v, %q", err, out)
 	}
 }
 

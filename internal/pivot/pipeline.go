@@ -7,6 +7,7 @@ package pivot
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/dynamic"
@@ -35,6 +36,10 @@ type Context struct {
 	Cluster *Cluster
 
 	step *progress.Step
+	// digests pins node-agent images: image -> image@sha256 once a node has
+	// reported the digest it runs. Actions that run together share it.
+	digests   map[string]string
+	digestsMu sync.Mutex
 }
 
 // NewContext completes the discovered configuration with the user's

@@ -2,7 +2,6 @@ package pivot
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"slices"
@@ -15,44 +14,13 @@ import (
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pki"
 )
 
-// sharedServingCert issues a serving certificate like kubeadm's (same subject
-// and names) that also names every control-plane node, so one Secret serves
-// the whole DaemonSet.
-func sharedServingCert(ca *pki.KeyPair, kubeadmCert []byte, names []string, ips []net.IP, now time.Time) (*pki.KeyPair, error) {
-	orig, err := pki.ParseCert(kubeadmCert)
-	if err != nil {
-		return nil, fmt.Errorf("kubeadm's API server certificate: %w", err)
-	}
-	if err := orig.CheckSignatureFrom(ca.Cert); err != nil {
-		return nil, fmt.Errorf("kubeadm's API server certificate is not signed by the cluster CA: %w", err)
-	}
-	dns := slices.Clone(orig.DNSNames)
-	for _, n := range names {
-		if !slices.Contains(dns, n) {
-			dns = append(dns, n)
-		}
-	}
-	addrs := slices.Clone(orig.IPAddresses)
-	for _, ip := range ips {
-		if !slices.ContainsFunc(addrs, ip.Equal) {
-			addrs = append(addrs, ip)
-		}
-	}
-	return ca.Issue(pki.ECDSAP256, pki.CertConfig{
-		CommonName: orig.Subject.CommonName, Organization: orig.Subject.Organization,
-		DNSNames: dns, IPs: addrs, Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, now)
-}
-
-// servingCertCovers says what is wrong with the stored serving certificate,
-// or "" when it names every control-plane node and is not about to expire.
-func servingCertCovers(s *corev1.Secret, names []string, ips []net.IP, now time.Time) string {
+// credentialsProblem says what is wrong with the stored credentials, or ""
+// when the serving certificate names every control-plane node and no
+// certificate with a key in the Secret expires within renewBefore.
+func credentialsProblem(s *corev1.Secret, names []string, ips []net.IP, now time.Time) string {
 	cert, err := pki.ParseCert(s.Data[servingCert])
 	if err != nil {
 		return "its " + servingCert + " does not parse"
-	}
-	if now.Add(renewBefore).After(cert.NotAfter) {
-		return "its serving certificate expires on " + cert.NotAfter.Format(time.DateOnly)
 	}
 	for _, n := range names {
 		if !slices.Contains(cert.DNSNames, n) {
@@ -62,6 +30,15 @@ func servingCertCovers(s *corev1.Secret, names []string, ips []net.IP, now time.
 	for _, ip := range ips {
 		if !slices.ContainsFunc(cert.IPAddresses, ip.Equal) {
 			return "its serving certificate does not name " + ip.String()
+		}
+	}
+	expiries, err := pki.Expiries(s.Data)
+	if err != nil {
+		return err.Error()
+	}
+	for _, e := range expiries {
+		if !e.CA && now.Add(renewBefore).After(e.NotAfter) {
+			return e.String()
 		}
 	}
 	return ""

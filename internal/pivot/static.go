@@ -40,7 +40,7 @@ func (a *shareStaticPort) Execute(ctx context.Context, c *Context) error {
 		return err
 	}
 	file := a.component + ".yaml"
-	if _, err := runAgent(ctx, c, agentJob{Node: a.node, Purpose: "share-port-" + a.component, Script: replaceStaticScript(file), Payload: map[string]string{file: manifest}}); err != nil {
+	if _, err := runAgent(ctx, c, agentJob{Node: a.node, Purpose: "share-port-" + a.component, Script: replaceStaticScript(file, manifest), Payload: map[string]string{file: manifest}}); err != nil {
 		return err
 	}
 	c.Waiting("the kubelet on %s to restart static %s with port sharing, Ready", a.node, a.component)

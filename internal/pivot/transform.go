@@ -163,6 +163,8 @@ func PortSharingStatic(component string, mirror *corev1.Pod) (*corev1.Pod, error
 	p.Spec.Priority = nil
 	for i := range p.Spec.Containers {
 		prepareContainer(component, &p.Spec.Containers[i], port)
+		// Ready as soon as it serves: the pivot waits on it.
+		pollStartupOften(p.Spec.Containers[i].StartupProbe)
 	}
 	return p, nil
 }

@@ -31,21 +31,14 @@ func LoadCA(certFile, keyFile string) (*KeyPair, error) {
 // ParseCA decodes a PEM CA certificate and its key and checks that they
 // belong together and that the certificate may sign others.
 func ParseCA(certPEM, keyPEM []byte) (*KeyPair, error) {
-	cert, err := ParseCert(certPEM)
+	kp, err := ParsePair(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("certificate: %w", err)
+		return nil, err
 	}
-	if !cert.IsCA {
+	if !kp.Cert.IsCA {
 		return nil, errors.New("the certificate is not a CA (basicConstraints CA:FALSE)")
 	}
-	key, err := ParseKey(keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("key: %w", err)
-	}
-	if !publicKeysEqual(cert.PublicKey, key.Public()) {
-		return nil, errors.New("the key does not match the certificate")
-	}
-	return &KeyPair{Cert: cert, Key: key}, nil
+	return kp, nil
 }
 
 // ParseCert decodes the first PEM certificate in data.

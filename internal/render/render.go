@@ -223,6 +223,7 @@ type Values struct {
 	AppsNamespace        string
 	ControlPlaneReplicas int
 	KubeletInsecureTLS   bool
+	DNSOffControlPlane   bool
 	// Secret data, file name to base64.
 	APIServerSecret         map[string]string
 	ControllerManagerSecret map[string]string
@@ -242,6 +243,7 @@ func ValuesFor(c cluster.Config) Values {
 		AppsNamespace:        c.AppsNamespace,
 		ControlPlaneReplicas: c.ControlPlaneReplicas,
 		KubeletInsecureTLS:   c.KubeletInsecureTLS,
+		DNSOffControlPlane:   c.DNSOffControlPlane,
 	}
 	if c.Endpoint != nil {
 		v.APIServerURL, v.APIServerHost, v.APIServerPort = c.Endpoint.String(), c.Endpoint.Hostname(), c.Endpoint.Port()

@@ -43,7 +43,8 @@ func (c *cluster) checks() []check.Checker {
 	return append(checks,
 		check.Named("pod-checkpointer", c.checkCheckpointers),
 		check.Named("apiserver checkpoints", c.checkCheckpoints),
-		check.Named("flannel", c.checkFlannel))
+		check.Named("flannel", c.checkFlannel),
+		check.Named("certificates", c.checkCertificates))
 }
 
 // missingError is the failure of a check whose object does not exist.
@@ -214,6 +215,11 @@ func (c *cluster) checkCheckpoints(ctx context.Context) (string, error) {
 			problems = append(problems, err.Error())
 			continue
 		}
+		if age, written := c.reportAge(st); age > ReportFreshness {
+			problems = append(problems, fmt.Sprintf("%s: no report for %s by the API server's clock (last written %s)",
+				n, age.Round(time.Second), written.UTC().Format(time.TimeOnly)))
+			continue
+		}
 		if started := c.kubeletStarted[n]; st.Updated.Before(started) {
 			problems = append(problems, fmt.Sprintf("%s: no report since its kubelet started at %s (last report %s)",
 				n, started.UTC().Format(time.TimeOnly), st.Updated.UTC().Format(time.TimeOnly)))
@@ -227,6 +233,21 @@ func (c *cluster) checkCheckpoints(ctx context.Context) (string, error) {
 		return "", errors.New(strings.Join(slices.Compact(problems), "; "))
 	}
 	return fmt.Sprintf("an inactive checkpoint of the API server on each of %d nodes", len(c.controlPlane)), nil
+}
+
+// ReportFreshness is how old a checkpointer's report may be. Each one
+// reports at least once a minute while the API server accepts its token.
+const ReportFreshness = 3 * time.Minute
+
+// reportAge is how long ago the API server stored the node's report, by
+// the server's own clock; a report without that record falls back to the
+// time the node wrote into it.
+func (c *cluster) reportAge(st checkpoint.NodeStatus) (time.Duration, time.Time) {
+	written := st.Written
+	if written.IsZero() {
+		written = st.Updated
+	}
+	return c.now.Sub(written), written
 }
 
 func (c *cluster) checkFlannel(ctx context.Context) (string, error) {

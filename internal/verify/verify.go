@@ -6,9 +6,12 @@ package verify
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"time"
+
+	"k8s.io/client-go/rest"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -38,6 +41,9 @@ type Verifier struct {
 	DNS    DNSProber
 	// ClusterDomain is the cluster's DNS domain; empty asks the cluster (cluster.Domain).
 	ClusterDomain string
+	// Clock tells the time by the API server's clock; nil reads the Date of
+	// the server's answer (ServerTime).
+	Clock func(context.Context) time.Time
 }
 
 // cluster is what the checks read, fetched once, and the client for the
@@ -50,6 +56,9 @@ type cluster struct {
 	// kubeletStarted is when each node's kubelet last started, from its
 	// "Starting" event; absent when the event has expired or cannot be read.
 	kubeletStarted map[string]time.Time
+	// now is the API server's time, so a node's skewed clock cannot make a
+	// stale report look fresh.
+	now time.Time
 }
 
 // Run runs every check. An error means the cluster could not be read at all.
@@ -97,7 +106,11 @@ func (v *Verifier) read(ctx context.Context) (*cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot list pods in %s: %w", kube.Namespace, err)
 	}
-	c := &cluster{client: v.Client, nodes: nodes.Items, pods: pods.Items, kubeletStarted: kubeletStarts(ctx, v.Client)}
+	clock := v.Clock
+	if clock == nil {
+		clock = func(ctx context.Context) time.Time { return ServerTime(ctx, v.Client) }
+	}
+	c := &cluster{client: v.Client, nodes: nodes.Items, pods: pods.Items, kubeletStarted: kubeletStarts(ctx, v.Client), now: clock(ctx)}
 	for _, n := range nodes.Items {
 		if _, ok := n.Labels[kube.ControlPlaneLabel]; ok {
 			c.controlPlane = append(c.controlPlane, n.Name)
@@ -132,4 +145,27 @@ func kubeletStarts(ctx context.Context, client kubernetes.Interface) map[string]
 		}
 	}
 	return out
+}
+
+// ServerTime is the Date of the API server's answer to GET /version, or this
+// machine's time when the client cannot tell (a fake, or no answer).
+func ServerTime(ctx context.Context, client kubernetes.Interface) time.Time {
+	rc, ok := client.Discovery().RESTClient().(*rest.RESTClient)
+	if !ok || rc == nil || rc.Client == nil {
+		return time.Now()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rc.Get().AbsPath("/version").URL().String(), nil)
+	if err != nil {
+		return time.Now()
+	}
+	resp, err := rc.Client.Do(req)
+	if err != nil {
+		return time.Now()
+	}
+	resp.Body.Close()
+	at, err := http.ParseTime(resp.Header.Get("Date"))
+	if err != nil {
+		return time.Now()
+	}
+	return at
 }

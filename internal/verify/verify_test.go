@@ -19,6 +19,7 @@ import (
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/check"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pki"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
@@ -32,6 +33,7 @@ func (f fakeDNS) Resolve(context.Context, string) (string, error) { return "10.9
 type world struct {
 	objs []runtime.Object
 	dns  error
+	now  time.Time // the API server's clock; zero: this machine's
 }
 
 func node(name string, cp, isReady bool) *corev1.Node {
@@ -121,8 +123,25 @@ func selfHosted(t *testing.T) *world {
 		deploy("kube-controller-manager", 3, 3), deploy("kube-scheduler", 3, 3),
 		&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "kube-controller-manager", Namespace: kube.Namespace}},
 		&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "kube-scheduler", Namespace: kube.Namespace}},
-		status(t, checkpoint.PhaseInactive))
+		status(t, checkpoint.PhaseInactive), credentials(t, 300*24*time.Hour))
 	return w
+}
+
+// credentials is Secret kube-apiserver with a CA and a client certificate
+// that expires after left.
+func credentials(t *testing.T, left time.Duration) *corev1.Secret {
+	t.Helper()
+	ca, err := pki.NewCA(pki.ECDSAP256, "kubernetes", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.Issue(pki.ECDSAP256, pki.CertConfig{CommonName: "kube-apiserver-etcd-client"}, time.Now().Add(left-pki.LeafValidity))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kube-apiserver", Namespace: kube.Namespace}, Data: map[string][]byte{
+		"ca.crt": pki.EncodeCert(ca.Cert), "apiserver-etcd-client.crt": pki.EncodeCert(leaf.Cert), "apiserver-etcd-client.key": []byte("not read"),
+	}}
 }
 
 // kubeadm is the same cluster before the pivot.
@@ -141,6 +160,9 @@ func kubeadm() *world {
 func (w *world) run(t *testing.T) *Report {
 	t.Helper()
 	v := &Verifier{Client: fake.NewClientset(w.objs...), DNS: fakeDNS{w.dns}, ClusterDomain: "cluster.local"}
+	if !w.now.IsZero() {
+		v.Clock = func(context.Context) time.Time { return w.now }
+	}
 	r, err := v.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +199,7 @@ func TestSelfHostedClusterPasses(t *testing.T) {
 			t.Errorf("%s failed: %s", res.Check, res.Detail)
 		}
 	}
-	if !r.Passed || !r.SelfHosted || len(r.Results) != 10 {
+	if !r.Passed || !r.SelfHosted || len(r.Results) != 11 {
 		t.Errorf("passed=%v selfHosted=%v checks=%d: %s", r.Passed, r.SelfHosted, len(r.Results), r.Summary)
 	}
 }
@@ -300,6 +322,9 @@ func TestFailingNamesWhatFailsAndLeavesOutDNS(t *testing.T) {
 	w := selfHosted(t)
 	w.dns = errors.New("no probe pod") // DNS is not Failing's to check
 	v := &Verifier{Client: fake.NewClientset(w.objs...), DNS: fakeDNS{w.dns}, ClusterDomain: "cluster.local"}
+	if !w.now.IsZero() {
+		v.Clock = func(context.Context) time.Time { return w.now }
+	}
 	if why, err := v.Failing(ctx); err != nil || why != "" {
 		t.Errorf("a healthy cluster: %q, %v; want nothing failing", why, err)
 	}
@@ -348,5 +373,40 @@ func TestDNSCheckUsesTheClustersDomain(t *testing.T) {
 				t.Errorf("got %q, %v; want %q", detail, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestACertificateNearExpiryFailsNamingItAndItsDate(t *testing.T) {
+	expiring := credentials(t, 20*24*time.Hour)
+	r := selfHosted(t).replace(named("kube-apiserver"), expiring).run(t)
+	res := result(r, "certificates")
+	date := time.Now().Add(20 * 24 * time.Hour).UTC().Format(time.DateOnly)
+	if res.Passed || !strings.Contains(res.Detail, "apiserver-etcd-client.crt (kube-apiserver-etcd-client) expires on "+date) ||
+		!strings.Contains(res.Detail, "Secret kube-system/kube-apiserver") {
+		t.Fatalf("certificates: passed=%v %q", res.Passed, res.Detail)
+	}
+	if !result(selfHosted(t).run(t), "certificates").Passed {
+		t.Error("certificates 300 days from expiry fail")
+	}
+}
+
+// A report the API server stored long ago is stale, however fresh the
+// node's own (skewed) clock made its "updated" look.
+func TestAStaleReportFailsByTheServersClock(t *testing.T) {
+	server := time.Now().Add(10 * time.Minute)
+	stale := status(t, checkpoint.PhaseInactive)
+	for _, n := range controlPlane {
+		stale.ManagedFields = append(stale.ManagedFields, metav1.ManagedFieldsEntry{
+			Manager: checkpoint.StatusManager(n), Operation: metav1.ManagedFieldsOperationUpdate, Time: ptr.To(metav1.NewTime(server.Add(-10 * time.Minute)))})
+	}
+	w := selfHosted(t).replace(named(checkpoint.StatusConfigMap), stale)
+	w.now = server
+	res := result(w.run(t), "apiserver checkpoints")
+	if res.Passed || !strings.Contains(res.Detail, "cp1: no report for 10m0s by the API server's clock") {
+		t.Fatalf("apiserver checkpoints: passed=%v %q", res.Passed, res.Detail)
+	}
+	w.now = server.Add(-9 * time.Minute)
+	if res := result(w.run(t), "apiserver checkpoints"); !res.Passed {
+		t.Fatalf("a report written a minute ago: %q", res.Detail)
 	}
 }

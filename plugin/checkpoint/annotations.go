@@ -24,6 +24,12 @@ const (
 	// ParentCreatedAnnotation keeps the parent's creation time (RFC 3339) on
 	// its checkpoint: of two checkpoints of one owner, the newer parent's wins.
 	ParentCreatedAnnotation = "checkpointer.selfhost.dev/parent-created"
+	// TokenVolumeAnnotation on a parent names a projected volume whose
+	// service-account token its checkpoint keeps: the checkpointer writes a
+	// TokenRequest token of the pod's service account that lives for days,
+	// not forever, and renews it at half-life while the API is up. Every
+	// other projected token dies with the API, and its volume is dropped.
+	TokenVolumeAnnotation = "checkpointer.selfhost.dev/token-volume"
 
 	// Bootkube's names, accepted so that users can migrate.
 	BootkubeCheckpointAnnotation   = "checkpointer.alpha.coreos.com/checkpoint"

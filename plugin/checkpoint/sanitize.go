@@ -22,13 +22,22 @@ type VolumeCopy struct {
 	UID, GID    int64 // owner of the copy, from the pod's security context
 }
 
-// CopySource is one secret or configMap projected into a VolumeCopy.
+// CopySource is one secret, configMap or service-account token projected
+// into a VolumeCopy.
 type CopySource struct {
-	Kind     string // "Secret" or "ConfigMap"
-	Name     string
+	Kind     string // "Secret", "ConfigMap" or TokenKind
+	Name     string // of a TokenKind source: the service account
 	Items    []corev1.KeyToPath
 	Optional bool
+	Audience string // of a TokenKind source; empty is the API server's
 }
+
+// TokenKind is a CopySource of a service-account token, from a TokenRequest.
+// Its data has the one key TokenKey.
+const (
+	TokenKind = "ServiceAccountToken"
+	TokenKey  = "token"
+)
 
 // Labels that controllers put on the pods they own. A checkpoint drops them so
 // that no controller counts its mirror pod as one of its own.
@@ -62,7 +71,8 @@ func Sanitize(parent *corev1.Pod, secretRoot string) (*corev1.Pod, []VolumeCopy,
 		ownAddress(&p.Spec, args)
 	}
 	uid, gid := podOwner(p)
-	copies, dropped, err := copyVolumes(&p.Spec, filepath.Join(secretRoot, p.Namespace, parentName), id, uid, gid)
+	token := keptToken{volume: parent.Annotations[TokenVolumeAnnotation], account: parent.Spec.ServiceAccountName}
+	copies, dropped, err := copyVolumes(&p.Spec, filepath.Join(secretRoot, p.Namespace, parentName), id, uid, gid, token)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -128,13 +138,13 @@ const (
 // copyVolumes replaces every secret, configMap and projected volume by a
 // hostPath copy under dir and drops projected API tokens. It returns the
 // copies to write and the names of the dropped volumes.
-func copyVolumes(s *corev1.PodSpec, dir, id string, uid, gid int64) ([]VolumeCopy, []string, error) {
+func copyVolumes(s *corev1.PodSpec, dir, id string, uid, gid int64, token keptToken) ([]VolumeCopy, []string, error) {
 	var copies []VolumeCopy
 	var dropped []string
 	volumes := s.Volumes[:0]
 	for _, v := range s.Volumes {
 		vc := VolumeCopy{Volume: v.Name, Dir: filepath.Join(dir, v.Name), UID: uid, GID: gid}
-		fate, err := copySources(&vc, v, id)
+		fate, err := copySources(&vc, v, id, token)
 		switch {
 		case err != nil:
 			return nil, nil, err
@@ -156,7 +166,11 @@ func copyVolumes(s *corev1.PodSpec, dir, id string, uid, gid int64) ([]VolumeCop
 // copySources fills vc's sources and default mode from v and says what
 // becomes of v. It refuses a volume that a checkpoint cannot copy: a claim,
 // or a projection of anything but secrets and configMaps.
-func copySources(vc *VolumeCopy, v corev1.Volume, id string) (volumeFate, error) {
+// keptToken is the projected volume whose token a checkpoint keeps
+// (TokenVolumeAnnotation) and the service account it is for.
+type keptToken struct{ volume, account string }
+
+func copySources(vc *VolumeCopy, v corev1.Volume, id string, token keptToken) (volumeFate, error) {
 	switch {
 	case v.Secret != nil:
 		vc.DefaultMode = modeOr(v.Secret.DefaultMode, corev1.SecretVolumeSourceDefaultMode)
@@ -165,18 +179,24 @@ func copySources(vc *VolumeCopy, v corev1.Volume, id string) (volumeFate, error)
 		vc.DefaultMode = modeOr(v.ConfigMap.DefaultMode, corev1.ConfigMapVolumeSourceDefaultMode)
 		vc.Sources = []CopySource{{Kind: "ConfigMap", Name: v.ConfigMap.Name, Items: v.ConfigMap.Items, Optional: ptrTrue(v.ConfigMap.Optional)}}
 	case v.Projected != nil:
-		if hasToken(v.Projected) {
+		if hasToken(v.Projected) && v.Name != token.volume {
 			return dropVolume, nil
 		}
 		vc.DefaultMode = modeOr(v.Projected.DefaultMode, corev1.ProjectedVolumeSourceDefaultMode)
 		for _, src := range v.Projected.Sources {
 			switch {
+			case src.ServiceAccountToken != nil:
+				if token.account == "" {
+					return keepVolume, fmt.Errorf("pod %s keeps the token of volume %q but names no service account", id, v.Name)
+				}
+				vc.Sources = append(vc.Sources, CopySource{Kind: TokenKind, Name: token.account, Audience: src.ServiceAccountToken.Audience,
+					Items: []corev1.KeyToPath{{Key: TokenKey, Path: src.ServiceAccountToken.Path}}})
 			case src.Secret != nil:
 				vc.Sources = append(vc.Sources, CopySource{Kind: "Secret", Name: src.Secret.Name, Items: src.Secret.Items, Optional: ptrTrue(src.Secret.Optional)})
 			case src.ConfigMap != nil:
 				vc.Sources = append(vc.Sources, CopySource{Kind: "ConfigMap", Name: src.ConfigMap.Name, Items: src.ConfigMap.Items, Optional: ptrTrue(src.ConfigMap.Optional)})
 			default:
-				return keepVolume, fmt.Errorf("pod %s projects volume %q from a source other than secrets and configMaps, which a checkpoint cannot copy", id, v.Name)
+				return keepVolume, fmt.Errorf("pod %s projects volume %q from a source other than secrets, configMaps and a kept token, which a checkpoint cannot copy", id, v.Name)
 			}
 		}
 	case v.PersistentVolumeClaim != nil || v.Ephemeral != nil:

@@ -311,3 +311,70 @@ func TestSanitizeBindsTheCheckpointToItsOwnAddress(t *testing.T) {
 		t.Errorf("with args in use, got command %q args %q; the extra args belong after the args", got.Command, got.Args)
 	}
 }
+
+// A parent that names its token volume keeps it in its checkpoint, as a
+// copy of a TokenRequest token of its service account; without the
+// annotation the token is dropped with its volume.
+func TestSanitizeKeepsTheNamedTokenVolume(t *testing.T) {
+	pod := func(annotated bool) *corev1.Pod {
+		p := checkpointtest.ParentPod("pod-checkpointer-abcde")
+		p.Spec.ServiceAccountName = "pod-checkpointer"
+		if annotated {
+			p.Annotations[checkpoint.TokenVolumeAnnotation] = "token"
+		}
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: new(int64(3600))}},
+			{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"}, Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}},
+		}}}})
+		p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "token", MountPath: "/var/run/secrets/pod-checkpointer"})
+		return p
+	}
+	cp, copies, err := checkpoint.Sanitize(pod(true), "/etc/kubernetes/checkpoint-secrets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var token *checkpoint.VolumeCopy
+	for i := range copies {
+		if copies[i].Volume == "token" {
+			token = &copies[i]
+		}
+	}
+	if token == nil || len(token.Sources) != 2 || token.Sources[0].Kind != checkpoint.TokenKind || token.Sources[0].Name != "pod-checkpointer" ||
+		token.Sources[0].Items[0].Path != "token" || token.Sources[1].Name != "kube-root-ca.crt" {
+		t.Fatalf("token volume copy = %+v", token)
+	}
+	files, err := checkpoint.Project(*token, map[string]map[string][]byte{
+		checkpoint.TokenKind + "/pod-checkpointer": {checkpoint.TokenKey: []byte("a.b.c")}, "ConfigMap/kube-root-ca.crt": {"ca.crt": []byte("ca")},
+	})
+	if err != nil || string(files["token"].Data) != "a.b.c" || string(files["ca.crt"].Data) != "ca" {
+		t.Fatalf("projected %v, %v", files, err)
+	}
+	if !mounts(cp, "token") {
+		t.Error("the checkpoint lost the token mount")
+	}
+	if bad := checkpointtest.Inadmissible(cp); len(bad) > 0 {
+		t.Fatalf("inadmissible: %v", bad)
+	}
+
+	cp, copies, err = checkpoint.Sanitize(pod(false), "/etc/kubernetes/checkpoint-secrets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range copies {
+		if c.Volume == "token" {
+			t.Error("an unnamed token volume was copied")
+		}
+	}
+	if mounts(cp, "token") {
+		t.Error("an unnamed token volume is still mounted")
+	}
+}
+
+func mounts(p *corev1.Pod, volume string) bool {
+	for _, m := range p.Spec.Containers[0].VolumeMounts {
+		if m.Name == volume {
+			return true
+		}
+	}
+	return false
+}

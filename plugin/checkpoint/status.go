@@ -24,7 +24,14 @@ type NodeStatus struct {
 	Pod         string             `json:"pod"`
 	Updated     time.Time          `json:"updated"`
 	Checkpoints []CheckpointStatus `json:"checkpoints"`
+	// Written is when the API server stored this report, by its own clock;
+	// zero when the writer did not use StatusManager.
+	Written time.Time `json:"-"`
 }
+
+// StatusManager is the field manager of node's report, so the API server's
+// managedFields record when it wrote each node's entry by its own clock.
+func StatusManager(node string) string { return "pod-checkpointer/" + node }
 
 // CheckpointStatus is the state of one checkpoint.
 type CheckpointStatus struct {
@@ -78,6 +85,11 @@ func ReadNodeStatus(ctx context.Context, configMaps ConfigMapGetter, node string
 	var st NodeStatus
 	if err := json.Unmarshal([]byte(raw), &st); err != nil {
 		return NodeStatus{}, fmt.Errorf("the pod-checkpointer status of node %s is not valid JSON: %w", node, err)
+	}
+	for _, m := range cm.ManagedFields {
+		if m.Manager == StatusManager(node) && m.Time != nil {
+			st.Written = m.Time.Time
+		}
 	}
 	return st, nil
 }

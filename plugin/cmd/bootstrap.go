@@ -122,6 +122,17 @@ func (o *BootstrapOptions) Run(ctx context.Context) error {
 		fmt.Fprintf(o.Out, "Plan for %d control-plane nodes (%s), nothing will be changed:\n", len(cluster.ControlPlane), cluster.Endpoint.Host)
 		return pivot.Plan(ctx, pc, actions)
 	}
+	// Node agents a killed run left behind go first, and this run's at the end.
+	if err := pivot.RemoveAgents(ctx, pc); err != nil {
+		return err
+	}
+	defer func() {
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := pivot.RemoveAgents(cleanup, pc); err != nil {
+			fmt.Fprintf(o.ErrOut, "warning: %v\n", err)
+		}
+	}()
 	if err := pivot.Run(ctx, pc, actions); err != nil {
 		return fmt.Errorf("%w; run bootstrap again to resume", err)
 	}

@@ -43,6 +43,9 @@ API server back when every copy of it is gone.`,
 const defaultRequestTimeout = 30 * time.Second
 
 // clientsFor loads kubectl's connection flags into a REST config and a clientset.
+// clientQPS is the plugin's request rate limit.
+const clientQPS = 50
+
 func clientsFor(configFlags *genericclioptions.ConfigFlags) (*rest.Config, kubernetes.Interface, error) {
 	cfg, err := configFlags.ToRESTConfig()
 	if err != nil {
@@ -51,6 +54,9 @@ func clientsFor(configFlags *genericclioptions.ConfigFlags) (*rest.Config, kuber
 	if cfg.Timeout == 0 {
 		cfg.Timeout = defaultRequestTimeout
 	}
+	// Steps that run on every node at once poll side by side; client-go's
+	// default of 5 requests a second would throttle them, and say so on stderr.
+	cfg.QPS, cfg.Burst = clientQPS, 2*clientQPS
 	client, err := kubernetes.NewForConfig(cfg)
 	return cfg, client, err
 }
