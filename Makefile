@@ -43,6 +43,7 @@ kind: ## build bin/kind from the sigs.k8s.io/kind that go.mod pins
 	$(GO) build -trimpath -o bin/kind sigs.k8s.io/kind
 
 e2e: images build kind ## HA kind cluster from the local images, then the e2e suite (E2E_KEEP=1 keeps it)
+	@hack/host-tools.sh "make e2e" chromium=chromium # opens the drill reports
 	@start=$$(date +%s); rc=0; $(GO) test -count=1 -timeout 75m -v $(E2E_FLAGS) ./e2e/ || rc=$$?; \
 	  echo "make e2e: suite $$(( $$(date +%s) - start ))s"; exit $$rc
 

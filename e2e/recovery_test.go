@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +22,8 @@ import (
 	"sigs.k8s.io/e2e-framework/klient/wait"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/browser"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/drillreport"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/verify"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
@@ -82,9 +85,13 @@ type drillResult struct {
 // every API server pod at once, and wants the API back within its target.
 func deleteEveryAPIServerPod(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 	var back, recovered []float64
+	if err := os.MkdirAll(artifactsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for run := 1; run <= drillRuns; run++ {
+		report := filepath.Join(artifactsDir, fmt.Sprintf("drill-apiserver-run%d.html", run))
 		stdout, stderr, err := selfhostSplit(ctx, cfg, "verify", "--drill", "apiserver", "--yes", "-o", "json",
-			"--max-recovery", apiBackAfterDrill.String())
+			"--max-recovery", apiBackAfterDrill.String(), "--report", report)
 		var r drillResult
 		if jerr := json.Unmarshal([]byte(stdout), &r); jerr != nil {
 			t.Fatalf("run %d: verify --drill: %v, output not JSON (%v):\n%s\n%s", run, err, jerr, stdout, stderr)
@@ -99,10 +106,42 @@ func deleteEveryAPIServerPod(ctx context.Context, t *testing.T, cfg *envconf.Con
 			t.Errorf("run %d: the API came back after %.1fs, over the %s target", run, d.APIBack, apiBackAfterDrill)
 		}
 		back, recovered = append(back, d.APIBack), append(recovered, d.DaemonSetReady)
+		checkDrillReport(ctx, t, report, d.FailedRequests)
 		checkCanaries(ctx, t, cfg)
 	}
 	t.Logf("median of %d runs: API back after %.1fs, DaemonSet Ready after %.1fs", drillRuns, median(back), median(recovered))
 	return ctx
+}
+
+// checkDrillReport opens a drill's HTML report in headless Chromium: the
+// page it renders must draw the timeline and show the JSON's failed-request
+// count. A screenshot lands beside it.
+func checkDrillReport(ctx context.Context, t *testing.T, report string, failed int) {
+	t.Helper()
+	c, err := browser.Find()
+	if err != nil {
+		t.Errorf("cannot check the drill report %s: %v", report, err)
+		return
+	}
+	dom, err := c.DOM(ctx, report)
+	if err != nil {
+		t.Errorf("drill report: %v", err)
+		return
+	}
+	shown, err := drillreport.ShownFailedRequests(dom)
+	switch {
+	case err != nil:
+		t.Errorf("drill report %s: %v", report, err)
+	case shown != failed:
+		t.Errorf("drill report %s shows %d failed requests, the JSON %d", report, shown, failed)
+	case drillreport.TimelineFailures(dom) != failed:
+		t.Errorf("drill report %s draws %d failed requests on its timeline, the JSON has %d", report, drillreport.TimelineFailures(dom), failed)
+	}
+	shot := strings.TrimSuffix(report, ".html") + ".png"
+	if err := c.Screenshot(ctx, report, shot, 1080, 1100); err != nil {
+		t.Errorf("drill report: %v", err)
+	}
+	t.Logf("drill report %s (screenshot %s): the browser shows %d failed requests, as the JSON", report, shot, shown)
 }
 
 // rollOutBadAPIServer rolls out an API server that cannot start and wants the

@@ -27,23 +27,8 @@ USERLAND_IMAGE=kubectl-selfhost.local/e2e/bookworm-userland:latest
 STATIC_IMAGE=kubectl-selfhost.local/e2e/static:latest
 PATH_ENV=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-# Host tools: Debian's debootstrap busybox-static gcc libc6-dev, and a Docker
-# engine. As root on Debian the factory installs the packages itself.
-HOST_PACKAGES="debootstrap busybox-static gcc libc6-dev"
-missing_tools() {
-  local tool
-  for tool in debootstrap gcc /bin/busybox; do command -v "$tool" >/dev/null || echo "$tool"; done
-}
-if [ -n "$(missing_tools)" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "build.sh: installing the factory's host tools: $HOST_PACKAGES" >&2
-  # shellcheck disable=SC2086 # one word per package
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $HOST_PACKAGES; } >&2 ||
-    { echo "build.sh: cannot install $HOST_PACKAGES" >&2; exit 1; }
-fi
-if [ -n "$(missing_tools)" ]; then
-  echo "build.sh: missing $(missing_tools | tr '\n' ' '); install them with: sudo apt-get install $HOST_PACKAGES" >&2
-  exit 1
-fi
+# Host tools, from Debian; as root on Debian they are installed here.
+"$ROOT/hack/host-tools.sh" build.sh debootstrap=debootstrap /bin/busybox=busybox-static gcc=gcc /usr/include/stdio.h=libc6-dev
 command -v docker >/dev/null || { echo "build.sh: docker is missing; install a Docker engine and start it" >&2; exit 1; }
 
 export GOFLAGS=-mod=mod CGO_ENABLED=0

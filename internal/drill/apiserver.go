@@ -79,6 +79,8 @@ type Result struct {
 	// Settled is when every check but DNS passed again (zero without
 	// Unsettled).
 	Settled Seconds `json:"settledSeconds"`
+	// Timeline is what happened when, for `verify --report`.
+	Timeline Timeline `json:"timeline"`
 }
 
 // Seconds is a duration that prints, and encodes to JSON, as seconds.
@@ -142,10 +144,10 @@ func (d *APIServer) Run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Result{}
+	r := &Result{Timeline: Timeline{Nodes: nodes}}
 	step := d.Status.Start(fmt.Sprintf("Deleting all %d kube-apiserver pods at once", len(old)))
 	start := d.clock().Now()
-	if err := d.deleteAll(ctx, old); err != nil {
+	if err := d.deleteAll(ctx, start, old, r); err != nil {
 		step.End(err)
 		return r, err
 	}
@@ -208,7 +210,8 @@ func (d *APIServer) awaitRecovery(ctx context.Context, step *progress.Step, star
 	deleted := uids(old)
 	lastOK, lastFail := start, time.Time{}
 	var lastErr error
-	var back []string
+	var back map[string]string // node -> its new Ready pod, at the last read
+	seenReady := map[string]bool{}
 	// A ticker, not a pause after each probe: the samples stay Interval
 	// apart however long a probe takes to fail.
 	tick := d.clock().NewTicker(d.Interval)
@@ -217,6 +220,7 @@ func (d *APIServer) awaitRecovery(ctx context.Context, step *progress.Step, star
 		perr := d.Probe(ctx)
 		now := d.clock().Now()
 		r.Requests++
+		r.Timeline.probe(now.Sub(start), perr == nil)
 		if gap := Seconds(now.Sub(lastOK)); gap > r.LongestGap {
 			r.LongestGap = gap // between two answers, or since the last one
 		}
@@ -235,6 +239,12 @@ func (d *APIServer) awaitRecovery(ctx context.Context, step *progress.Step, star
 		if perr == nil {
 			if _, pods, err := d.read(ctx); err == nil {
 				back = readyOn(nodes, pods, deleted)
+				for _, n := range nodes {
+					if pod := back[n]; pod != "" && !seenReady[pod] {
+						seenReady[pod] = true
+						r.Timeline.event(d.clock().Now().Sub(start), n, EventReady, pod)
+					}
+				}
 			}
 			if len(back) == len(nodes) {
 				r.DaemonSetReady = Seconds(now.Sub(start))
@@ -265,6 +275,7 @@ func (d *APIServer) awaitRecovery(ctx context.Context, step *progress.Step, star
 // deleted pods go once the API has reported them gone for the remove grace.
 func (d *APIServer) awaitStepDown(ctx context.Context, step *progress.Step, start time.Time, nodes []string, old []corev1.Pod, r *Result) error {
 	deleted := names(old)
+	isAPIServer := func(parent string) bool { return deleted[parent] || strings.HasPrefix(parent, apiServer+"-") }
 	return d.poll(ctx, func(ctx context.Context) (bool, error) {
 		var waiting []string
 		_, pods, err := d.read(ctx)
@@ -281,8 +292,9 @@ func (d *APIServer) awaitStepDown(ctx context.Context, step *progress.Step, star
 				waiting = append(waiting, err.Error())
 				continue
 			}
+			r.Timeline.observeCheckpoints(n, st, isAPIServer, start, d.clock().Now())
 			for _, cp := range st.Checkpoints {
-				if cp.Phase == checkpoint.PhaseActive && (deleted[cp.Parent] || strings.HasPrefix(cp.Parent, apiServer+"-")) {
+				if cp.Phase == checkpoint.PhaseActive && isAPIServer(cp.Parent) {
 					waiting = append(waiting, fmt.Sprintf("%s: %s active", n, cp.Parent))
 				}
 			}
@@ -305,21 +317,28 @@ func (d *APIServer) awaitStepDown(ctx context.Context, step *progress.Step, star
 }
 
 // deleteAll deletes the pods concurrently, so that no API server outlives
-// the others by a round trip.
-func (d *APIServer) deleteAll(ctx context.Context, pods []corev1.Pod) error {
+// the others by a round trip, and records when each delete returned.
+func (d *APIServer) deleteAll(ctx context.Context, start time.Time, pods []corev1.Pod, r *Result) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(pods))
+	returned := make([]time.Time, len(pods))
 	for i := range pods {
 		wg.Go(func() {
 			err := d.Client.CoreV1().Pods(kube.Namespace).Delete(ctx, pods[i].Name, metav1.DeleteOptions{
 				Preconditions: &metav1.Preconditions{UID: &pods[i].UID},
 			})
+			returned[i] = d.clock().Now()
 			if err != nil && !apierrors.IsNotFound(err) {
 				errs[i] = fmt.Errorf("deleting pod %s: %w", pods[i].Name, err)
 			}
 		})
 	}
 	wg.Wait()
+	for i, p := range pods {
+		if errs[i] == nil {
+			r.Timeline.event(returned[i].Sub(start), p.Spec.NodeName, EventDeleted, p.Name)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -362,13 +381,14 @@ func (d *APIServer) clock() clock.WithTicker {
 	return clock.RealClock{}
 }
 
-// readyOn lists the nodes that run a Ready pod not among the deleted ones.
-func readyOn(nodes []string, pods []corev1.Pod, deleted map[string]bool) []string {
-	var out []string
+// readyOn maps each node that runs a Ready pod not among the deleted ones
+// to that pod.
+func readyOn(nodes []string, pods []corev1.Pod, deleted map[string]bool) map[string]string {
+	out := map[string]string{}
 	for _, n := range nodes {
 		for i := range pods {
 			if p := &pods[i]; p.Spec.NodeName == n && !deleted[string(p.UID)] && kube.PodReady(p) {
-				out = append(out, n)
+				out[n] = p.Name
 				break
 			}
 		}

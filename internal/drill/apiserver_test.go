@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -46,13 +47,21 @@ func apiPod(name, node string) *corev1.Pod {
 
 // statusMap is the checkpointers' ConfigMap: node -> parent -> phase.
 func statusMap(updated time.Time, phases map[string]map[string]checkpoint.Phase) *corev1.ConfigMap {
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: checkpoint.StatusConfigMap, Namespace: kube.Namespace}, Data: map[string]string{}}
+	states := map[string][]checkpoint.CheckpointStatus{}
 	for n, parents := range phases {
-		st := checkpoint.NodeStatus{Node: n, Updated: updated}
+		states[n] = []checkpoint.CheckpointStatus{}
 		for parent, phase := range parents {
-			st.Checkpoints = append(st.Checkpoints, checkpoint.CheckpointStatus{Parent: parent, State: checkpoint.State{Phase: phase}})
+			states[n] = append(states[n], checkpoint.CheckpointStatus{Parent: parent, State: checkpoint.State{Phase: phase}})
 		}
-		b, _ := json.Marshal(st)
+	}
+	return statusMapOf(updated, states)
+}
+
+// statusMapOf is the checkpointers' ConfigMap with whole states, dated.
+func statusMapOf(updated time.Time, states map[string][]checkpoint.CheckpointStatus) *corev1.ConfigMap {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: checkpoint.StatusConfigMap, Namespace: kube.Namespace}, Data: map[string]string{}}
+	for n, cps := range states {
+		b, _ := json.Marshal(checkpoint.NodeStatus{Node: n, Updated: updated, Checkpoints: cps})
 		cm.Data[n] = string(b)
 	}
 	return cm
@@ -177,17 +186,23 @@ func TestRunMeasuresTheOutageAndWaitsForTheCheckpointsToStepDown(t *testing.T) {
 		}
 		return nil
 	}
+	// cp-1's checkpoint began to serve 500 ms after the deletion by its
+	// node's clock; cp-2's stepped down to inactive, dated, on the fourth read.
 	statusReads := 0
+	deletion := c.Now()
 	client.PrependReactor("get", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
 		statusReads++
-		next := map[string]map[string]checkpoint.Phase{}
+		next := map[string][]checkpoint.CheckpointStatus{}
 		for i, n := range controlPlane {
-			next[n] = map[string]checkpoint.Phase{"kube-apiserver-new" + string(rune('a'+i)): checkpoint.PhaseInactive}
+			next[n] = []checkpoint.CheckpointStatus{{Parent: "kube-apiserver-new" + string(rune('a'+i)), State: checkpoint.State{Phase: checkpoint.PhaseInactive}}}
 		}
 		if statusReads <= 3 {
-			next["cp-1"]["kube-apiserver-a"] = checkpoint.PhaseActive
+			next["cp-1"] = append(next["cp-1"], checkpoint.CheckpointStatus{Parent: "kube-apiserver-a", State: checkpoint.State{Phase: checkpoint.PhaseActive, Since: deletion.Add(500 * time.Millisecond)}})
+			next["cp-2"] = append(next["cp-2"], checkpoint.CheckpointStatus{Parent: "kube-apiserver-b", State: checkpoint.State{Phase: checkpoint.PhaseActive, Since: deletion.Add(time.Second)}})
+		} else {
+			next["cp-2"] = append(next["cp-2"], checkpoint.CheckpointStatus{Parent: "kube-apiserver-b", State: checkpoint.State{Phase: checkpoint.PhaseInactive, Since: deletion.Add(1100 * time.Millisecond)}})
 		}
-		return true, statusMap(c.Now(), next), nil
+		return true, statusMapOf(c.Now(), next), nil
 	})
 
 	// Once the checkpoints step down, the scheduler that led is restarting
@@ -245,6 +260,31 @@ func TestRunMeasuresTheOutageAndWaitsForTheCheckpointsToStepDown(t *testing.T) {
 	b, _ := json.Marshal(r)
 	if !strings.Contains(string(b), `"apiBackSeconds":1.250`) {
 		t.Errorf("JSON %s does not give apiBackSeconds as seconds", b)
+	}
+
+	// The timeline: every probe, and each node's story in order.
+	var samples []string
+	for _, p := range r.Timeline.Probes {
+		samples = append(samples, fmt.Sprintf("%s:%t", p.At, p.OK))
+	}
+	if got, want := strings.Join(samples, " "), "300ms:false 500ms:false 800ms:false 1s:false 1.3s:true"; got != want {
+		t.Errorf("probes %s, want %s", got, want)
+	}
+	var events []string
+	for _, e := range r.Timeline.Events {
+		events = append(events, fmt.Sprintf("%s %s %s %s", e.At.Duration(), e.Node, e.What, e.Pod))
+	}
+	wantEvents := []string{
+		"0s cp-1 deleted kube-apiserver-a", "0s cp-2 deleted kube-apiserver-b", "0s cp-3 deleted kube-apiserver-c",
+		"1.25s cp-1 ready kube-apiserver-newa", "1.25s cp-2 ready kube-apiserver-newb", "1.25s cp-3 ready kube-apiserver-newc",
+		"500ms cp-1 checkpoint-active kube-apiserver-a", "1s cp-2 checkpoint-active kube-apiserver-b",
+		"1.25s cp-1 checkpoint-stepped-down kube-apiserver-a", "1.1s cp-2 checkpoint-stepped-down kube-apiserver-b",
+	}
+	if !slices.Equal(events, wantEvents) {
+		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(events, "\n"), strings.Join(wantEvents, "\n"))
+	}
+	if !slices.Equal(r.Timeline.Nodes, controlPlane) {
+		t.Errorf("timeline nodes %v, want %v", r.Timeline.Nodes, controlPlane)
 	}
 }
 

@@ -27,6 +27,8 @@ type VerifyOptions struct {
 	Drill       string
 	Yes         bool
 	MaxRecovery time.Duration
+	// Report is a file for the drill's HTML report.
+	Report string
 
 	client kubernetes.Interface
 	probe  func(context.Context) error
@@ -50,12 +52,14 @@ It exits 0 only when every check passes.
 
 --drill apiserver first deletes every kube-apiserver pod at once and measures
 how long the cluster takes to bring itself back through its checkpoints, then
-waits for the checks to pass again before it runs them. It asks before acting
+waits for the checks to pass again before it runs them. --report writes the
+drill's timeline as an HTML page that needs no network. It asks before acting
 (or takes --yes), refuses a cluster with fewer than 2 control-plane nodes
 ready to take over, and fails over --max-recovery.`,
 		Example: `  kubectl selfhost verify
   kubectl selfhost verify -o json
-  kubectl selfhost verify --drill apiserver --yes --max-recovery 45s`,
+  kubectl selfhost verify --drill apiserver --yes --max-recovery 45s
+  kubectl selfhost verify --drill apiserver --yes --report drill.html`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.Validate(); err != nil {
@@ -74,6 +78,7 @@ ready to take over, and fails over --max-recovery.`,
 	cmd.Flags().StringVar(&o.Drill, "drill", "", "run an active recovery drill first: apiserver (deletes every API server pod)")
 	cmd.Flags().BoolVar(&o.Yes, "yes", false, "run the drill without asking")
 	cmd.Flags().DurationVar(&o.MaxRecovery, "max-recovery", 45*time.Second, "fail the drill when the API takes longer to answer again")
+	cmd.Flags().StringVar(&o.Report, "report", "", "with --drill, write the drill's timeline and figures to this file as a self-contained HTML page")
 	return cmd
 }
 
@@ -90,6 +95,9 @@ func (o *VerifyOptions) Validate() error {
 	}
 	if o.MaxRecovery <= 0 {
 		return fmt.Errorf("--max-recovery must be positive")
+	}
+	if o.Report != "" && o.Drill == "" {
+		return fmt.Errorf("--report writes a drill's report: add --drill apiserver")
 	}
 	return nil
 }
@@ -119,6 +127,9 @@ func (o *VerifyOptions) Run(ctx context.Context) error {
 	if o.Drill != "" {
 		var err error
 		if outcome, err = o.runDrill(ctx, v); err != nil {
+			return err
+		}
+		if err := o.writeReport(outcome); err != nil {
 			return err
 		}
 	}

@@ -2,9 +2,11 @@ package cmd
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/drill"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/drillreport"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/progress"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/verify"
 )
@@ -92,6 +95,31 @@ func (o *VerifyOptions) runDrill(ctx context.Context, v *verify.Verifier) (*dril
 		out.Passed = true
 	}
 	return out, nil
+}
+
+// writeReport writes the drill's HTML report when --report asks for one,
+// whether the drill passed or not.
+func (o *VerifyOptions) writeReport(d *drillOutcome) error {
+	if o.Report == "" {
+		return nil
+	}
+	if d.Result == nil {
+		fmt.Fprintf(o.ErrOut, "No drill report: the drill failed before it measured anything\n")
+		return nil
+	}
+	var page bytes.Buffer
+	err := drillreport.Write(&page, drillreport.Report{
+		Name: d.Name, Endpoint: o.server(), Passed: d.Passed, Error: d.Error,
+		MaxRecovery: d.MaxRecovery.Duration(), Result: d.Result, Generated: time.Now(),
+	})
+	if err == nil {
+		err = os.WriteFile(o.Report, page.Bytes(), 0o644)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot write the drill report to %s: %w", o.Report, err)
+	}
+	fmt.Fprintf(o.ErrOut, "Drill report written to %s\n", o.Report)
+	return nil
 }
 
 // confirm asks on a terminal; elsewhere only --yes will do.

@@ -3,6 +3,8 @@ package cmd
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/check"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/drill"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/drillreport"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/verify"
 )
 
@@ -23,6 +26,7 @@ func TestVerifyDrillFlagsAreCheckedFirst(t *testing.T) {
 		"--drill etcd":                          `--drill "etcd" is not a drill: the one drill is apiserver`,
 		"--drill apiserver --max-recovery 0s":   "--max-recovery must be positive",
 		"--drill apiserver --max-recovery -10s": "--max-recovery must be positive",
+		"--report drill.html":                   "--report writes a drill's report: add --drill apiserver",
 	} {
 		_, err := run(t, append([]string{"verify"}, strings.Fields(args)...)...)
 		if err == nil || err.Error() != want {
@@ -118,5 +122,35 @@ func TestVerifyJSONPutsTheDrillUnderDrill(t *testing.T) {
 	}
 	if r, _ := results[1].(map[string]any); len(r) != 3 || r["check"] != "kube-scheduler PDB" || r["passed"] != false {
 		t.Errorf("result %v: want check, passed and detail only", r)
+	}
+}
+
+// A failed drill still gets its report, with the failure and the figures.
+func TestVerifyWritesTheReportOfAFailedDrill(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "drill.html")
+	server := "https://selfhost-lb:6443"
+	flags := genericclioptions.NewConfigFlags(false)
+	flags.APIServer = &server
+	streams, _, _, errOut := genericiooptions.NewTestIOStreams()
+	o := &VerifyOptions{IOStreams: streams, configFlags: flags, Report: file}
+	outcome := &drillOutcome{Name: "apiserver", MaxRecovery: drill.Seconds(45 * time.Second), Error: "the API came back after 50s, over --max-recovery 45s",
+		Result: &drill.Result{Requests: 240, FailedRequests: 200, APIBack: drill.Seconds(50 * time.Second)}}
+	if err := o.writeReport(outcome); err != nil {
+		t.Fatal(err)
+	}
+	page, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := drillreport.ShownFailedRequests(string(page)); err != nil || n != 200 {
+		t.Errorf("the report shows %d failed requests (%v), want 200", n, err)
+	}
+	for _, want := range []string{"FAIL", "over --max-recovery 45s", server} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+	if !strings.Contains(errOut.String(), "Drill report written to "+file) {
+		t.Errorf("stderr %q does not name the report", errOut.String())
 	}
 }
