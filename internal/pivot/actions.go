@@ -7,16 +7,16 @@ import (
 	"sync"
 )
 
-// Actions is the whole pivot, in order. The API server goes one node at a
-// time, with a checkpoint on every node before any static manifest moves.
-// kube-controller-manager and kube-scheduler fail over by leader election
-// and serve no request, so theirs go on every node at once.
+// Actions is the whole pivot, in order. Each node's static pods learn to
+// share their ports in one kubelet pass, node by node. The API server goes
+// one node at a time; kube-controller-manager and kube-scheduler fail over
+// by leader election and serve no request, so theirs go on every node at once.
 func Actions(c *Cluster, o Options) []Action {
 	// A pod network first: without one the nodes are NotReady.
 	actions := []Action{&installCNI{}, &installCheckpointer{}}
 	const apiServer = "kube-apiserver"
 	for _, n := range c.ControlPlane {
-		actions = append(actions, &shareStaticPort{component: apiServer, node: n})
+		actions = append(actions, &shareStaticPorts{node: n, components: Components})
 	}
 	if o.Certs == CertsSecret {
 		actions = append(actions, &storeAPIServerCredentials{})
@@ -25,17 +25,15 @@ func Actions(c *Cluster, o Options) []Action {
 	for _, n := range c.ControlPlane {
 		actions = append(actions, &removeStatic{component: apiServer, node: n})
 	}
-	var share, create, remove []Action
+	var create, remove []Action
 	for _, comp := range Components[1:] {
 		for _, n := range c.ControlPlane {
-			share = append(share, &shareStaticPort{component: comp, node: n})
 			remove = append(remove, &removeStatic{component: comp, node: n})
 		}
 		create = append(create, &createWorkload{component: comp})
 	}
 	others := strings.Join(Components[1:], " and ")
 	return append(actions,
-		&together{name: "Letting static " + others + " share their ports on every node", actions: share},
 		&together{name: "Running " + others + " as Deployments", actions: create},
 		&together{name: "Removing static " + others + " from every node", actions: remove},
 		&installAddons{})

@@ -100,17 +100,18 @@ func TestTogetherRunsItsActionsAtOnce(t *testing.T) {
 	}
 }
 
-func TestOnlyTheAPIServerGoesNodeByNode(t *testing.T) {
+func TestEachNodeSharesItsPortsInOnePassAndOnlyTheAPIServerGoesNodeByNode(t *testing.T) {
 	c := &Cluster{ControlPlane: []string{"cp1", "cp2", "cp3"}}
 	var names []string
 	for _, a := range Actions(c, Options{Certs: CertsSecret}) {
 		names = append(names, a.Name())
 	}
 	want := []string{
-		"Letting static kube-apiserver on cp1 share its port", "Letting static kube-apiserver on cp2 share its port", "Letting static kube-apiserver on cp3 share its port",
+		"Letting static kube-apiserver, kube-controller-manager, kube-scheduler on cp1 share their ports",
+		"Letting static kube-apiserver, kube-controller-manager, kube-scheduler on cp2 share their ports",
+		"Letting static kube-apiserver, kube-controller-manager, kube-scheduler on cp3 share their ports",
 		"Storing the API server's credentials in Secret kube-system/kube-apiserver", "Running kube-apiserver as a DaemonSet",
 		"Removing static kube-apiserver from cp1", "Removing static kube-apiserver from cp2", "Removing static kube-apiserver from cp3",
-		"Letting static kube-controller-manager and kube-scheduler share their ports on every node",
 		"Running kube-controller-manager and kube-scheduler as Deployments",
 		"Removing static kube-controller-manager and kube-scheduler from every node",
 	}

@@ -35,6 +35,8 @@ type agentJob struct {
 	// Args run the checkpointer image with the short-lived token of
 	// ServiceAccount credentialsAgent and kubeadm's pki directory read-only.
 	Args []string
+	// HostPID lets the script see, and signal, the node's processes.
+	HostPID bool
 }
 
 // agentDeadline bounds a node agent's pod, so one left behind by a killed
@@ -155,6 +157,7 @@ func basePod(name string, j agentJob) *corev1.Pod {
 // agentPod runs a script with /etc/kubernetes and the payload mounted.
 func agentPod(name string, j agentJob, image string) *corev1.Pod {
 	p := basePod(name, j)
+	p.Spec.HostPID = j.HostPID
 	p.Spec.Containers = []corev1.Container{{
 		Name:            "agent",
 		Image:           image,
@@ -205,25 +208,107 @@ func credentialsAgentPod(name string, j agentJob, image string) *corev1.Pod {
 	return p
 }
 
-// replaceStaticScript installs /payload/<file> as the static manifest,
-// keeping kubeadm's original in the backup directory the first time. The
-// payload must have the sha256 sum the plugin computed, or nothing changes.
-// The staging directory is on the same filesystem, so the final mv is atomic
-// and the kubelet never reads half a file.
-func replaceStaticScript(file, content string) string {
-	return fmt.Sprintf(`echo "%[5]x  /payload/%[1]s" | sha256sum -c - >/dev/null 2>&1 || { echo "/payload/%[1]s is not what the plugin sent"; exit 1; }
-mkdir -p %[2]s %[3]s
-[ -f %[2]s/%[1]s ] || cp %[4]s/%[1]s %[2]s/%[1]s
-cp /payload/%[1]s %[3]s/%[1]s
-mv %[3]s/%[1]s %[4]s/%[1]s
-echo "replaced %[4]s/%[1]s"`, file, BackupDir, stagingDir, ManifestDir, sha256.Sum256([]byte(content)))
+// staticSwap replaces one static manifest.
+type staticSwap struct {
+	file    string // in the manifest directory, e.g. kube-apiserver.yaml
+	content string // the new manifest
+	// oldPod is the UID of the pod the kubelet runs from the current
+	// manifest (its config hash), or "" when there is none.
+	oldPod string
+	// apiServerPort is set for kube-apiserver: it lingers after SIGTERM.
+	apiServerPort int32
+}
+
+// swapWait bounds each wait of a swap, so the new manifests always go in.
+const swapWait = 35 * time.Second
+
+// lingerDrain is how long kubeadm's API server keeps its open connections,
+// once it has stopped listening, before it is asked again to exit.
+const lingerDrain = 2 * time.Second
+
+// repairScript puts back a new manifest that an interrupted swap left
+// staged while its node had none. Every manifest script starts with it.
+func repairScript() string {
+	return fmt.Sprintf(`for next in %[1]s/*.next; do
+  [ -f "$next" ] || continue
+  file=${next##*/}; file=${file%%.next}
+  [ -f %[2]s/$file ] || { mv "$next" %[2]s/$file; echo "put back the staged %[2]s/$file"; }
+done`, stagingDir, ManifestDir)
+}
+
+// swapStaticScript replaces static manifests on a node in two phases, so
+// the kubelet starts each new pod at once instead of after a back-off of
+// 10 to 15 s, which it keeps for a new static pod whose namesake still
+// terminates. Every payload is checked against the sha256 sum the plugin
+// computed before anything changes; kubeadm's originals are kept in the
+// backup directory the first time. Then:
+//  1. the current manifests leave the kubelet's sight, and it stops their pods;
+//  2. kubeadm's API server stops listening at once but lingers for its whole
+//     grace period (30 s): once it has stopped listening and had lingerDrain
+//     for its open connections, a second SIGTERM makes it exit
+//     (k8s.io/apiserver's signal handler). The pod needs HostPID;
+//  3. once no process of the old pods is left (their cgroups name the pod
+//     UID), or after swapWait, the new manifests go in by an atomic mv
+//     from the staging directory on the same filesystem.
+//
+// A swap cut short leaves its new manifests staged; repairScript installs them.
+func swapStaticScript(swaps []staticSwap) string {
+	var check, stage, stop, oldPods, install []string
+	findAPIServer, port := "", int32(0)
+	for _, w := range swaps {
+		check = append(check, fmt.Sprintf(`echo "%[2]x  /payload/%[1]s" | sha256sum -c - >/dev/null 2>&1 || { echo "/payload/%[1]s is not what the plugin sent"; exit 1; }`,
+			w.file, sha256.Sum256([]byte(w.content))))
+		stage = append(stage, fmt.Sprintf(`[ -f %[2]s/%[1]s ] || [ ! -f %[4]s/%[1]s ] || cp %[4]s/%[1]s %[2]s/%[1]s
+cp /payload/%[1]s %[3]s/%[1]s.next
+chmod 600 %[3]s/%[1]s.next`, w.file, BackupDir, stagingDir, ManifestDir))
+		stop = append(stop, fmt.Sprintf(`[ ! -f %[3]s/%[1]s ] || mv %[3]s/%[1]s %[2]s/%[1]s.previous`, w.file, stagingDir, ManifestDir))
+		if w.oldPod != "" {
+			oldPods = append(oldPods, w.oldPod)
+		}
+		install = append(install, fmt.Sprintf(`mv %[2]s/%[1]s.next %[3]s/%[1]s
+rm -f %[2]s/%[1]s.previous
+echo "replaced %[3]s/%[1]s"`, w.file, stagingDir, ManifestDir))
+		if w.apiServerPort != 0 {
+			port = w.apiServerPort
+			findAPIServer = `lingering=""
+for d in /proc/[0-9]*; do
+  cmd=$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null) || continue
+  case "$cmd" in
+    *--permit-port-sharing*) ;;
+    "kube-apiserver "*|*/kube-apiserver\ *) lingering="$lingering ${d#/proc/}" ;;
+  esac
+done`
+		}
+	}
+	steps := []string{repairScript(), strings.Join(check, "\n"), "mkdir -p " + BackupDir + " " + stagingDir, strings.Join(stage, "\n")}
+	if findAPIServer != "" {
+		steps = append(steps, findAPIServer)
+	}
+	steps = append(steps, strings.Join(stop, "\n"))
+	if findAPIServer != "" {
+		steps = append(steps, fmt.Sprintf(`listening() { cat /proc/$1/net/tcp /proc/$1/net/tcp6 2>/dev/null | awk '$4 == "0A" && substr($2, length($2) - 4) == ":%04X" { found = 1 } END { exit !found }'; }
+for pid in $lingering; do
+  i=0
+  while listening "$pid" && [ $i -lt %d ]; do sleep 0.1; i=$((i + 1)); done
+  if ! listening "$pid" && kill -0 "$pid" 2>/dev/null; then
+    sleep %d
+    kill -TERM "$pid" 2>/dev/null && echo "kube-apiserver (pid $pid) stopped listening; asked it again to exit"
+  fi
+done`, port, int(swapWait/(100*time.Millisecond)), int(lingerDrain.Seconds())))
+	}
+	if len(oldPods) > 0 {
+		steps = append(steps, fmt.Sprintf(`i=0
+while grep -qsE 'pod(%s)' /proc/[0-9]*/cgroup && [ $i -lt %d ]; do sleep 0.2; i=$((i + 1)); done
+sleep 1`, strings.Join(oldPods, "|"), int(swapWait/(200*time.Millisecond))))
+	}
+	return strings.Join(append(steps, strings.Join(install, "\n")), "\n")
 }
 
 // removeStaticScript moves the static manifest out of the kubelet's sight.
 // kubeadm's original stays as <file> in the backup; the port-sharing
 // version, if any, is kept beside it for a revert.
 func removeStaticScript(file string) string {
-	return fmt.Sprintf(`mkdir -p %[2]s
+	return repairScript() + "\n" + fmt.Sprintf(`mkdir -p %[2]s
 if [ -f %[3]s/%[1]s ]; then
   if [ -f %[2]s/%[1]s ]; then mv %[3]s/%[1]s %[2]s/%[1]s.port-sharing; else mv %[3]s/%[1]s %[2]s/%[1]s; fi
 fi

@@ -3,11 +3,13 @@ package pivot
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -30,11 +32,12 @@ func runScript(t *testing.T, root, script string) {
 func tryScript(root, script string) (string, error) {
 	script = strings.ReplaceAll(script, "/etc/kubernetes", filepath.Join(root, "etc/kubernetes"))
 	script = strings.ReplaceAll(script, "/payload", filepath.Join(root, "payload"))
+	script = strings.ReplaceAll(script, "/proc/", filepath.Join(root, "proc")+"/")
 	cmd := exec.Command("sh", "-euc", script)
 	if bb, err := exec.LookPath("busybox"); err == nil {
 		bin := filepath.Join(root, "bin")
 		os.MkdirAll(bin, 0o755)
-		for _, applet := range []string{"sh", "sha256sum", "mkdir", "cp", "mv", "echo"} {
+		for _, applet := range []string{"sh", "sha256sum", "mkdir", "cp", "mv", "echo", "tr", "awk", "cat", "sleep", "grep", "rm", "chmod"} {
 			os.Symlink(bb, filepath.Join(bin, applet))
 		}
 		cmd = exec.Command(filepath.Join(bin, "sh"), "-euc", script)
@@ -64,7 +67,7 @@ func TestAgentScriptsKeepKubeadmsOriginal(t *testing.T) {
 
 	// Replace twice, as a resumed run would: the backup keeps kubeadm's file.
 	for range 2 {
-		runScript(t, root, replaceStaticScript("kube-apiserver.yaml", "shared"))
+		runScript(t, root, swapStaticScript([]staticSwap{{file: "kube-apiserver.yaml", content: "shared"}}))
 	}
 	if got := read(t, filepath.Join(manifests, "kube-apiserver.yaml")); got != "shared" {
 		t.Errorf("manifest is %q", got)
@@ -100,6 +103,114 @@ func TestRemoveWithoutPriorReplaceMovesTheOriginal(t *testing.T) {
 	}
 }
 
+// fakeProcess is /proc/<pid> under root: its command line, its cgroup
+// (naming its pod), and its host network's listening sockets as
+// /proc/<pid>/net/tcp6 shows them.
+func fakeProcess(t *testing.T, root, pid, pod string, listensOn int, args ...string) {
+	t.Helper()
+	dir := filepath.Join(root, "proc", pid)
+	os.MkdirAll(filepath.Join(dir, "net"), 0o755)
+	os.WriteFile(filepath.Join(dir, "cmdline"), []byte(strings.Join(args, "\x00")+"\x00"), 0o644)
+	os.WriteFile(filepath.Join(dir, "cgroup"), []byte("12:pids:/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice/kubelet-kubepods-burstable-pod"+pod+".slice/cri-containerd-"+pid+".scope\n"), 0o644)
+	tcp6 := "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+	if listensOn > 0 {
+		tcp6 += fmt.Sprintf("   0: 00000000000000000000000000000000:%04X 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0\n", listensOn)
+	}
+	tcp6 += "   1: 0000000000000000FFFF00000500000A:192B 0000000000000000FFFF00000600000A:9C40 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 20 4 30 10 -1\n"
+	if err := os.WriteFile(filepath.Join(dir, "net", "tcp6"), []byte(tcp6), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A swap stops the old pods first and installs the new manifests only once
+// their processes are gone. Of the processes, only kubeadm's API server,
+// once the kubelet has made it stop listening, is asked again to exit: not
+// the port-sharing one, not etcd.
+func TestSwapWaitsForTheOldPodsAndEndsKubeadmsLingeringAPIServer(t *testing.T) {
+	if _, err := exec.LookPath("busybox"); err != nil {
+		t.Skip("needs busybox, as the tools image has")
+	}
+	root := t.TempDir()
+	manifests := filepath.Join(root, "etc/kubernetes/manifests")
+	os.MkdirAll(manifests, 0o755)
+	os.MkdirAll(filepath.Join(root, "payload"), 0o755)
+	for _, f := range []string{"kube-apiserver.yaml", "kube-scheduler.yaml"} {
+		os.WriteFile(filepath.Join(manifests, f), []byte("kubeadm"), 0o600)
+		os.WriteFile(filepath.Join(root, "payload", f), []byte("shared"), 0o644)
+	}
+	const apiPod, schedulerPod = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
+	fakeProcess(t, root, "4242", apiPod, 6443, "kube-apiserver", "--advertise-address=10.0.0.5", "--secure-port=6443")
+	fakeProcess(t, root, "4243", schedulerPod, 10259, "kube-scheduler", "--bind-address=127.0.0.1")
+	fakeProcess(t, root, "4343", "11112222333344445555666677778888", 6443, "kube-apiserver", "--permit-port-sharing=true")
+	fakeProcess(t, root, "4444", "99990000aaaabbbbccccddddeeeeffff", 2379, "etcd", "--listen-client-urls=https://10.0.0.5:2379")
+	signalled := filepath.Join(root, "signalled")
+	// kill is the shell's: record the signal and end the fake process.
+	fakeKill := fmt.Sprintf(`kill() { [ "$1" = -0 ] && return 0; echo "$@" >> %s; rm -rf /proc/$2; }`, signalled)
+
+	// The kubelet stops both pods 300 ms after their manifests left; the
+	// scheduler exits, the API server only stops listening.
+	manifestsGone := make(chan time.Time, 1)
+	go func() {
+		for {
+			if _, err := os.Stat(filepath.Join(manifests, "kube-apiserver.yaml")); os.IsNotExist(err) {
+				manifestsGone <- time.Now()
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond)
+		os.WriteFile(filepath.Join(root, "proc/4242/net/tcp6"), []byte("  sl  local_address remote_address st\n"), 0o644)
+		os.RemoveAll(filepath.Join(root, "proc/4243"))
+	}()
+	out, err := tryScript(root, fakeKill+"\n"+swapStaticScript([]staticSwap{
+		{file: "kube-apiserver.yaml", content: "shared", oldPod: apiPod, apiServerPort: 6443},
+		{file: "kube-scheduler.yaml", content: "shared", oldPod: schedulerPod},
+	}))
+	installed := time.Now()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if got := strings.TrimSpace(read(t, signalled)); got != "-TERM 4242" {
+		t.Errorf("signals sent: %q, want -TERM 4242 only\n%s", got, out)
+	}
+	if took := installed.Sub(<-manifestsGone); took < 300*time.Millisecond+lingerDrain {
+		t.Errorf("the new manifests went in %s after the old left: before the old API server stopped listening and drained for %s", took, lingerDrain)
+	}
+	for _, f := range []string{"kube-apiserver.yaml", "kube-scheduler.yaml"} {
+		if got := read(t, filepath.Join(manifests, f)); got != "shared" {
+			t.Errorf("%s is %q", f, got)
+		}
+		if got := read(t, filepath.Join(root, "etc/kubernetes/selfhost-backup", f)); got != "kubeadm" {
+			t.Errorf("backup of %s is %q", f, got)
+		}
+		if fi, err := os.Stat(filepath.Join(manifests, f)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v (%v), want 0600 as kubeadm writes it", f, fi, err)
+		}
+	}
+}
+
+// A swap cut short between its phases leaves the node without a manifest;
+// the next agent on the node puts the staged one back.
+func TestTheNextAgentPutsBackWhatAnInterruptedSwapStaged(t *testing.T) {
+	root := t.TempDir()
+	manifests := filepath.Join(root, "etc/kubernetes/manifests")
+	staging := filepath.Join(root, "etc/kubernetes/selfhost-staging")
+	os.MkdirAll(manifests, 0o755)
+	os.MkdirAll(staging, 0o755)
+	os.WriteFile(filepath.Join(staging, "kube-apiserver.yaml.next"), []byte("shared"), 0o644)
+	os.WriteFile(filepath.Join(staging, "kube-apiserver.yaml.previous"), []byte("kubeadm"), 0o644)
+	os.WriteFile(filepath.Join(staging, "kube-scheduler.yaml.next"), []byte("shared"), 0o644)
+	os.WriteFile(filepath.Join(manifests, "kube-scheduler.yaml"), []byte("installed meanwhile"), 0o600)
+
+	runScript(t, root, swapStaticScript(nil))
+	if got := read(t, filepath.Join(manifests, "kube-apiserver.yaml")); got != "shared" {
+		t.Errorf("kube-apiserver.yaml is %q, want the staged one back", got)
+	}
+	if got := read(t, filepath.Join(manifests, "kube-scheduler.yaml")); got != "installed meanwhile" {
+		t.Errorf("a manifest in place was replaced by a staged one: %q", got)
+	}
+}
+
 func TestAgentNamesAreStableAndValid(t *testing.T) {
 	a := agentJob{Node: "selfhost-control-plane3", Purpose: "remove-kube-controller-manager"}
 	if a.name() != a.name() || len(a.name()) > 63 {
@@ -123,7 +234,7 @@ func TestReplaceRefusesAPayloadThatIsNotWhatWasSent(t *testing.T) {
 	os.WriteFile(filepath.Join(manifests, "kube-apiserver.yaml"), []byte("kubeadm"), 0o600)
 	os.WriteFile(filepath.Join(root, "payload/kube-apiserver.yaml"), []byte("tampered"), 0o644)
 
-	out, err := tryScript(root, replaceStaticScript("kube-apiserver.yaml", "shared"))
+	out, err := tryScript(root, swapStaticScript([]staticSwap{{file: "kube-apiserver.yaml", content: "shared"}}))
 	if err == nil || !strings.Contains(out, "is not what the plugin sent") {
 		t.Fatalf("a changed payload was installed: %v %s", err, out)
 	}

@@ -58,7 +58,7 @@ func (c *Context) Waiting(format string, args ...any) { c.step.Waiting(format, a
 // Options are the user's choices.
 type Options struct {
 	CheckpointerImage string
-	ToolsImage        string // runs the short-lived node agents; needs sh, cp, mv
+	ToolsImage        string // runs the short-lived node agents; needs sh, cp, mv, tr, awk, cat, sleep
 	StepTimeout       time.Duration
 	AppsNamespace     string
 	// Certs is where the API server's credentials come from: CertsSecret or CertsHostPath.

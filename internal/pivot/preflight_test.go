@@ -83,11 +83,12 @@ func TestPreflightAcceptsKubeadmCluster(t *testing.T) {
 	if len(c.Mirror["kube-apiserver"]) != 3 || c.Mirror["etcd"]["cp1"] == nil {
 		t.Errorf("mirror pods %v", c.Mirror)
 	}
-	// The API server's 3 + 1 + 3 steps; the other two components' together.
-	if got := len(Actions(c, Options{Certs: CertsHostPath})); got != 2+(3+1+3)+3+1 {
+	// A port-sharing pass per node, the API server's 1 + 3 steps, the other
+	// two components' 2 together, the add-ons.
+	if got := len(Actions(c, Options{Certs: CertsHostPath})); got != 2+3+(1+3)+2+1 {
 		t.Errorf("%d actions with --certs hostpath", got)
 	}
-	if got := len(Actions(c, Options{Certs: CertsSecret})); got != 2+(3+1+3)+3+1+1 {
+	if got := len(Actions(c, Options{Certs: CertsSecret})); got != 2+3+(1+3)+2+1+1 {
 		t.Errorf("%d actions with --certs secret", got)
 	}
 }

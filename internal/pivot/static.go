@@ -3,55 +3,102 @@ package pivot
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 )
 
-// shareStaticPort rewrites one node's static pod to use --permit-port-sharing,
-// so the self-hosted pod can bind beside it. The kubelet restarts it once.
-type shareStaticPort struct{ component, node string }
-
-func (a *shareStaticPort) Name() string {
-	return fmt.Sprintf("Letting static %s on %s share its port", a.component, a.node)
+// shareStaticPorts rewrites a node's static control-plane pods to use
+// --permit-port-sharing, so the self-hosted pods can bind beside them. All
+// of them go in one agent run, so the kubelet restarts them in one pass.
+type shareStaticPorts struct {
+	node       string
+	components []string
 }
 
-func (a *shareStaticPort) Done(ctx context.Context, c *Context) (bool, error) {
-	m, err := MirrorPod(ctx, c.Client, a.component, a.node)
-	if err != nil {
-		return false, err
-	}
-	return m == nil || SharesPort(m), nil
+func (a *shareStaticPorts) Name() string {
+	return fmt.Sprintf("Letting static %s on %s share their ports", strings.Join(a.components, ", "), a.node)
 }
 
-func (a *shareStaticPort) Execute(ctx context.Context, c *Context) error {
-	m, err := MirrorPod(ctx, c.Client, a.component, a.node)
-	if err != nil || m == nil {
+// pending maps each component that does not share its port yet to its
+// mirror pod. A component with no mirror pod and no workload yet maps to
+// nil: a swap cut short left its new manifest staged, to be put back.
+func (a *shareStaticPorts) pending(ctx context.Context, c *Context) (map[string]*corev1.Pod, error) {
+	out := map[string]*corev1.Pod{}
+	for _, comp := range a.components {
+		m, err := MirrorPod(ctx, c.Client, comp, a.node)
+		switch {
+		case err != nil:
+			return nil, err
+		case m == nil && !(&createWorkload{component: comp}).exists(ctx, c):
+			out[comp] = nil
+		case m != nil && !SharesPort(m):
+			out[comp] = m
+		}
+	}
+	return out, nil
+}
+
+func (a *shareStaticPorts) Done(ctx context.Context, c *Context) (bool, error) {
+	p, err := a.pending(ctx, c)
+	return err == nil && len(p) == 0, err
+}
+
+func (a *shareStaticPorts) Execute(ctx context.Context, c *Context) error {
+	pending, err := a.pending(ctx, c)
+	if err != nil || len(pending) == 0 {
 		return err
 	}
-	static, err := PortSharingStatic(a.component, m)
-	if err != nil {
+	job := agentJob{Node: a.node, Purpose: "share-ports", Payload: map[string]string{}}
+	var swaps []staticSwap
+	for _, comp := range a.components {
+		m, ok := pending[comp]
+		if !ok || m == nil {
+			continue
+		}
+		static, err := PortSharingStatic(comp, m)
+		if err != nil {
+			return err
+		}
+		manifest, err := encodeYAML(static)
+		if err != nil {
+			return err
+		}
+		w := staticSwap{file: comp + ".yaml", content: manifest, oldPod: m.Annotations[configHashAnnotation]}
+		if comp == "kube-apiserver" {
+			w.apiServerPort, job.HostPID = apiServerPort(m), true
+		}
+		job.Payload[w.file] = manifest
+		swaps = append(swaps, w)
+	}
+	job.Script = swapStaticScript(swaps) // with no swap, it only puts back what was staged
+	if _, err := runAgent(ctx, c, job); err != nil {
 		return err
 	}
-	manifest, err := encodeYAML(static)
-	if err != nil {
-		return err
-	}
-	file := a.component + ".yaml"
-	if _, err := runAgent(ctx, c, agentJob{Node: a.node, Purpose: "share-port-" + a.component, Script: replaceStaticScript(file, manifest), Payload: map[string]string{file: manifest}}); err != nil {
-		return err
-	}
-	c.Waiting("the kubelet on %s to restart static %s with port sharing, Ready", a.node, a.component)
-	if err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
-		m, err := MirrorPod(ctx, c.Client, a.component, a.node)
-		return err == nil && m != nil && SharesPort(m) && kube.PodReady(m), nil
-	}); err != nil {
-		return fmt.Errorf("static %s on %s did not come back Ready with port sharing: %w", a.component, a.node, err)
+	for _, comp := range a.components {
+		if _, ok := pending[comp]; !ok {
+			continue
+		}
+		c.Waiting("the kubelet on %s to restart static %s with port sharing, Ready", a.node, comp)
+		if err := wait.PollUntilContextCancel(ctx, pollInterval, true, func(ctx context.Context) (bool, error) {
+			m, err := MirrorPod(ctx, c.Client, comp, a.node)
+			return err == nil && m != nil && SharesPort(m) && kube.PodReady(m), nil
+		}); err != nil {
+			return fmt.Errorf("static %s on %s did not come back Ready with port sharing: %w", comp, a.node, err)
+		}
 	}
 	return waitAPIHealthy(ctx, c)
 }
+
+// configHashAnnotation on a mirror pod is its static pod's UID.
+const configHashAnnotation = "kubernetes.io/config.hash"
+
+// pollInterval is between reads of what a step waits for.
+const pollInterval = 500 * time.Millisecond
 
 // removeStatic moves one node's static manifest into the backup directory,
 // then waits for its mirror pod to go and the API to stay healthy.
@@ -72,7 +119,7 @@ func (a *removeStatic) Execute(ctx context.Context, c *Context) error {
 		return err
 	}
 	c.Waiting("the mirror pod of %s on %s to vanish", a.component, a.node)
-	if err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+	if err := wait.PollUntilContextCancel(ctx, pollInterval, true, func(ctx context.Context) (bool, error) {
 		m, err := MirrorPod(ctx, c.Client, a.component, a.node)
 		return err == nil && m == nil, nil
 	}); err != nil {

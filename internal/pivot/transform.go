@@ -2,6 +2,7 @@ package pivot
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -39,6 +40,7 @@ func SelectorLabels(component string) map[string]string {
 //     the static pod and its own checkpoint;
 //   - probes on the numeric port, a startup probe that polls every
 //     startupProbePeriod seconds, pinned to control-plane nodes;
+//   - the short grace period of the port-sharing static pods;
 //   - for the API server, the checkpoint annotation.
 func SelfHostedTemplate(component string, static *corev1.Pod) (corev1.PodTemplateSpec, error) {
 	port, ok := securePort[component]
@@ -57,6 +59,7 @@ func SelfHostedTemplate(component string, static *corev1.Pod) (corev1.PodTemplat
 	spec.AutomountServiceAccountToken = ptr.To(false) // it authenticates with kubeadm's files, not a token
 	spec.EnableServiceLinks = ptr.To(false)
 	spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
+	spec.TerminationGracePeriodSeconds = ptr.To(portSharingGrace)
 	spec.NodeSelector = map[string]string{kube.ControlPlaneLabel: ""}
 	spec.Tolerations = []corev1.Toleration{
 		{Key: kube.ControlPlaneLabel, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
@@ -161,12 +164,31 @@ func PortSharingStatic(component string, mirror *corev1.Pod) (*corev1.Pod, error
 	}
 	p.Spec.NodeName = ""
 	p.Spec.Priority = nil
+	// kube-apiserver stops listening on SIGTERM but then waits out the whole
+	// grace period; with port sharing its sibling on the node already takes
+	// the new connections, so a short one is enough for the open ones.
+	p.Spec.TerminationGracePeriodSeconds = ptr.To(portSharingGrace)
 	for i := range p.Spec.Containers {
 		prepareContainer(component, &p.Spec.Containers[i], port)
 		// Ready as soon as it serves: the pivot waits on it.
 		pollStartupOften(p.Spec.Containers[i].StartupProbe)
 	}
 	return p, nil
+}
+
+// portSharingGrace is the port-sharing static pods' grace period, in seconds.
+const portSharingGrace int64 = 5
+
+// apiServerPort is the port kube-apiserver listens on in pod p.
+func apiServerPort(p *corev1.Pod) int32 {
+	for _, c := range p.Spec.Containers {
+		if v := flagValue(c.Command, "--secure-port"); v != "" {
+			if port, err := strconv.ParseInt(v, 10, 32); err == nil {
+				return int32(port)
+			}
+		}
+	}
+	return securePort["kube-apiserver"]
 }
 
 // SharesPort reports whether a static pod already runs with port sharing.

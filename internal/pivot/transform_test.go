@@ -46,6 +46,9 @@ func TestSelfHostedAPIServerTemplate(t *testing.T) {
 	if len(c.Ports) != 0 {
 		t.Error("declared ports make the kubelet refuse the pod beside the static one")
 	}
+	if g := s.TerminationGracePeriodSeconds; g == nil || *g != portSharingGrace {
+		t.Errorf("grace period %v, want %ds: a deleted pod would linger unlistening for kubeadm's 30 s", g, portSharingGrace)
+	}
 	env := c.Env[len(c.Env)-1]
 	if env.Name != "HOST_IP" || env.ValueFrom.FieldRef.FieldPath != "status.hostIP" {
 		t.Errorf("HOST_IP env: %+v", env)
@@ -122,6 +125,13 @@ func TestPortSharingStatic(t *testing.T) {
 	}
 	if p.Name != "kube-apiserver" || p.Spec.NodeName != "" || p.Spec.Priority != nil {
 		t.Errorf("name %q nodeName %q priority %v", p.Name, p.Spec.NodeName, p.Spec.Priority)
+	}
+	// kubeadm's 30 s grace would be waited out in full at its removal.
+	if g := p.Spec.TerminationGracePeriodSeconds; *mirror.Spec.TerminationGracePeriodSeconds != 30 || g == nil || *g != portSharingGrace {
+		t.Errorf("grace period %v, want %ds", g, portSharingGrace)
+	}
+	if port := apiServerPort(mirror); port != 6443 {
+		t.Errorf("API server port %d, want 6443", port)
 	}
 	for k := range p.Annotations {
 		if k == "kubernetes.io/config.mirror" || k == "kubernetes.io/config.hash" {

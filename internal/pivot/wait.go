@@ -66,11 +66,11 @@ func waitDaemonSet(ctx context.Context, c *Context, ns, name string, want int) e
 }
 
 // waitAPIHealthy wants /readyz through the load balancer to answer ok five
-// times in a row, a second apart, before the next node is touched.
+// times in a row, pollInterval apart, before the next node is touched.
 func waitAPIHealthy(ctx context.Context, c *Context) error {
 	c.Waiting("the API to answer /readyz through %s five times in a row", c.Cluster.Endpoint.Host)
 	streak := 0
-	return wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+	return wait.PollUntilContextCancel(ctx, pollInterval, true, func(ctx context.Context) (bool, error) {
 		body, err := c.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		if err != nil || strings.TrimSpace(string(body)) != "ok" {
 			streak = 0

@@ -63,7 +63,7 @@ interrupted run.`,
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan, run the preflight checks, change nothing")
 	f.DurationVar(&o.Pivot.StepTimeout, "timeout", 5*time.Minute, "how long each step may take")
 	f.StringVar(&o.Pivot.CheckpointerImage, "checkpointer-image", images.DefaultCheckpointer, "pod-checkpointer image")
-	f.StringVar(&o.Pivot.ToolsImage, "tools-image", images.ProbeImage, "image of the short-lived node agents (needs sh, cp and mv)")
+	f.StringVar(&o.Pivot.ToolsImage, "tools-image", images.ProbeImage, "image of the short-lived node agents (needs sh, cp, mv, tr, awk, cat and sleep)")
 	f.StringVar(&o.Pivot.AppsNamespace, "apps-namespace", "", "also create this namespace for the cluster's own apps")
 	f.StringVar(&o.Pivot.Certs, "certs", pivot.CertsSecret, "where the API server's credentials come from: "+pivot.CertsSecret+
 		" (Secret kube-system/"+pivot.APIServerSecret+", one serving certificate for every control-plane node, as bootkube did) or "+
