@@ -226,6 +226,12 @@ const swapWait = 35 * time.Second
 // once it has stopped listening, before it is asked again to exit.
 const lingerDrain = 2 * time.Second
 
+// kubeletSettle is how long the kubelet gets, once an old pod's processes
+// are gone, to finish with it (unmount its volumes, forget its name): a new
+// static pod of the same name that comes sooner waits out the back-off. 1 s
+// was too short once in six passes on a 2-core host.
+const kubeletSettle = 3 * time.Second
+
 // repairScript puts back a new manifest that an interrupted swap left
 // staged while its node had none. Every manifest script starts with it.
 func repairScript() string {
@@ -248,8 +254,9 @@ done`, stagingDir, ManifestDir)
 //     for its open connections, a second SIGTERM makes it exit
 //     (k8s.io/apiserver's signal handler). The pod needs HostPID;
 //  3. once no process of the old pods is left (their cgroups name the pod
-//     UID), or after swapWait, the new manifests go in by an atomic mv
-//     from the staging directory on the same filesystem.
+//     UID) and the kubelet has had kubeletSettle, or after swapWait, the new
+//     manifests go in by an atomic mv from the staging directory on the
+//     same filesystem.
 //
 // A swap cut short leaves its new manifests staged; repairScript installs them.
 func swapStaticScript(swaps []staticSwap) string {
@@ -299,7 +306,7 @@ done`, port, int(swapWait/(100*time.Millisecond)), int(lingerDrain.Seconds())))
 	if len(oldPods) > 0 {
 		steps = append(steps, fmt.Sprintf(`i=0
 while grep -qsE 'pod(%s)' /proc/[0-9]*/cgroup && [ $i -lt %d ]; do sleep 0.2; i=$((i + 1)); done
-sleep 1`, strings.Join(oldPods, "|"), int(swapWait/(200*time.Millisecond))))
+sleep %d`, strings.Join(oldPods, "|"), int(swapWait/(200*time.Millisecond)), int(kubeletSettle.Seconds())))
 	}
 	return strings.Join(append(steps, strings.Join(install, "\n")), "\n")
 }

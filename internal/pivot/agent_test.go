@@ -173,8 +173,8 @@ func TestSwapWaitsForTheOldPodsAndEndsKubeadmsLingeringAPIServer(t *testing.T) {
 	if got := strings.TrimSpace(read(t, signalled)); got != "-TERM 4242" {
 		t.Errorf("signals sent: %q, want -TERM 4242 only\n%s", got, out)
 	}
-	if took := installed.Sub(<-manifestsGone); took < 300*time.Millisecond+lingerDrain {
-		t.Errorf("the new manifests went in %s after the old left: before the old API server stopped listening and drained for %s", took, lingerDrain)
+	if took := installed.Sub(<-manifestsGone); took < 300*time.Millisecond+lingerDrain+kubeletSettle {
+		t.Errorf("the new manifests went in %s after the old left: before the old API server stopped listening, drained for %s and the kubelet had %s", took, lingerDrain, kubeletSettle)
 	}
 	for _, f := range []string{"kube-apiserver.yaml", "kube-scheduler.yaml"} {
 		if got := read(t, filepath.Join(manifests, f)); got != "shared" {
