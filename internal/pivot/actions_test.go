@@ -10,9 +10,12 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/progress"
@@ -117,5 +120,64 @@ func TestEachNodeSharesItsPortsInOnePassAndOnlyTheAPIServerGoesNodeByNode(t *tes
 	}
 	if got := names[2 : len(names)-1]; !slices.Equal(got, want) {
 		t.Errorf("actions:\n%s", strings.Join(got, "\n"))
+	}
+}
+
+// mirror is a static pod's mirror on cp1, of the manifest with hash.
+func mirror(uid, hash string, sharing bool) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+		Name: "kube-controller-manager-cp1", Namespace: kube.Namespace, UID: types.UID(uid),
+		Labels:      map[string]string{"tier": "control-plane", "component": "kube-controller-manager"},
+		Annotations: map[string]string{"kubernetes.io/config.mirror": hash, configHashAnnotation: hash, "kubernetes.io/config.source": "file"},
+	}, Spec: corev1.PodSpec{NodeName: "cp1", Containers: []corev1.Container{{Name: "kube-controller-manager", Command: []string{"kube-controller-manager"}}}},
+		Status: corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}}
+	if sharing {
+		p.Spec.Containers[0].Command = append(p.Spec.Containers[0].Command, PortSharingFlag)
+	}
+	return p
+}
+
+// A kubelet that could not replace a mirror pod while its API server was
+// down leaves the stale one until its next sync of the static pod, up to
+// 90 s later. Deleting the stale mirror pod makes it sync: here the fake
+// kubelet syncs only on that deletion, so the wait ends only if it comes.
+func TestAwaitSharingDeletesTheStaleMirrorPodOnce(t *testing.T) {
+	old := mirror("uid-old", "kubeadmhash", false)
+	client := fake.NewClientset(old.DeepCopy())
+	var deletes []string
+	client.PrependReactor("delete", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		d := a.(k8stesting.DeleteActionImpl)
+		deletes = append(deletes, d.Name+" uid "+string(*d.DeleteOptions.Preconditions.UID))
+		tracker := client.Tracker()
+		if err := tracker.Delete(corev1.SchemeGroupVersion.WithResource("pods"), kube.Namespace, d.Name); err != nil {
+			return true, nil, err
+		}
+		return true, nil, tracker.Create(corev1.SchemeGroupVersion.WithResource("pods"), mirror("uid-new", "sharinghash", true), kube.Namespace)
+	})
+	c := &Context{Client: client, Cluster: &Cluster{ControlPlane: []string{"cp1"}}, step: progress.NewStatus(io.Discard, false).Start("test")}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := awaitSharing(ctx, c, "kube-controller-manager", "cp1", old); err != nil {
+		t.Fatal(err)
+	}
+	if len(deletes) != 1 || deletes[0] != "kube-controller-manager-cp1 uid uid-old" {
+		t.Errorf("deletes %v, want the stale mirror pod once, by its UID", deletes)
+	}
+
+	// A mirror pod of the new manifest that is not Ready yet is left alone.
+	deletes = nil
+	fresh := mirror("uid-new", "sharinghash", true)
+	fresh.Status.Conditions = nil
+	client = fake.NewClientset(fresh)
+	c.Client = client
+	short, cancel2 := context.WithTimeout(context.Background(), time.Second)
+	defer cancel2()
+	if err := awaitSharing(short, c, "kube-controller-manager", "cp1", old); err == nil {
+		t.Error("a mirror pod that is not Ready ended the wait")
+	}
+	for _, a := range client.Actions() {
+		if a.GetVerb() == "delete" {
+			t.Errorf("deleted the new mirror pod")
+		}
 	}
 }

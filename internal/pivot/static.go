@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
@@ -80,18 +81,55 @@ func (a *shareStaticPorts) Execute(ctx context.Context, c *Context) error {
 		return err
 	}
 	for _, comp := range a.components {
-		if _, ok := pending[comp]; !ok {
+		old, ok := pending[comp]
+		if !ok {
 			continue
 		}
-		c.Waiting("the kubelet on %s to restart static %s with port sharing, Ready", a.node, comp)
-		if err := wait.PollUntilContextCancel(ctx, pollInterval, true, func(ctx context.Context) (bool, error) {
-			m, err := MirrorPod(ctx, c.Client, comp, a.node)
-			return err == nil && m != nil && SharesPort(m) && kube.PodReady(m), nil
-		}); err != nil {
-			return fmt.Errorf("static %s on %s did not come back Ready with port sharing: %w", comp, a.node, err)
+		if err := awaitSharing(ctx, c, comp, a.node, old); err != nil {
+			return err
 		}
 	}
 	return waitAPIHealthy(ctx, c)
+}
+
+// awaitSharing waits for the mirror pod of comp on node to share its port
+// and be Ready. While the mirror pod of old, which the swap replaced, is
+// still there, it is deleted every pokeInterval.
+func awaitSharing(ctx context.Context, c *Context, comp, node string, old *corev1.Pod) error {
+	c.Waiting("the kubelet on %s to restart static %s with port sharing, Ready", node, comp)
+	var poked time.Time
+	err := wait.PollUntilContextCancel(ctx, pollInterval, true, func(ctx context.Context) (bool, error) {
+		m, err := MirrorPod(ctx, c.Client, comp, node)
+		if err == nil && m != nil && old != nil && isMirrorOf(m, old) && time.Since(poked) > pokeInterval {
+			poked = time.Now()
+			pokeKubelet(ctx, c, m)
+		}
+		return err == nil && m != nil && SharesPort(m) && kube.PodReady(m), nil
+	})
+	if err != nil {
+		return fmt.Errorf("static %s on %s did not come back Ready with port sharing: %w", comp, node, err)
+	}
+	return nil
+}
+
+// pokeInterval is between deletions of one stale mirror pod.
+const pokeInterval = 5 * time.Second
+
+// isMirrorOf reports whether mirror pod m still stands for the static pod
+// that old mirrored, which the swap replaced.
+func isMirrorOf(m, old *corev1.Pod) bool {
+	h := old.Annotations[configHashAnnotation]
+	return h != "" && m.Annotations[configHashAnnotation] == h
+}
+
+// pokeKubelet deletes a stale mirror pod. A kubelet that could not replace
+// it while its own API server was down retries only at its next sync of the
+// static pod, up to 90 s later; the deletion makes it sync now.
+func pokeKubelet(ctx context.Context, c *Context, stale *corev1.Pod) {
+	err := c.Client.CoreV1().Pods(kube.Namespace).Delete(ctx, stale.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &stale.UID}})
+	if err == nil {
+		c.Waiting("the kubelet on %s to replace the stale mirror pod %s, deleted to make it sync", stale.Spec.NodeName, stale.Name)
+	}
 }
 
 // configHashAnnotation on a mirror pod is its static pod's UID.
