@@ -4,6 +4,7 @@
 package drillreport
 
 import (
+	"cmp"
 	_ "embed"
 	"fmt"
 	"html/template"
@@ -117,7 +118,7 @@ func layout(r Report) view {
 		v.Verdict = "PASS"
 	}
 	for t := 0.0; t <= end+1e-9; t += step {
-		v.Ticks = append(v.Ticks, tick{X: labelWidth + t/end*plotWidth, Label: fmt.Sprintf("%gs", t)})
+		v.Ticks = append(v.Ticks, tick{X: x(drill.Seconds(t * float64(time.Second))), Label: fmt.Sprintf("%gs", t)})
 	}
 	for i, p := range tl.Probes {
 		next := p.At + drill.Seconds(250*time.Millisecond)
@@ -177,8 +178,8 @@ func layout(r Report) view {
 	}
 
 	v.Events = slices.Clone(tl.Events)
-	slices.SortStableFunc(v.Events, func(a, b drill.Event) int { return int(a.At - b.At) })
-	v.Figures = figures(r)
+	slices.SortStableFunc(v.Events, func(a, b drill.Event) int { return cmp.Compare(a.At, b.At) })
+	v.Figures = figures(r, v.Verdict)
 	return v
 }
 
@@ -218,7 +219,7 @@ func describe(k drill.EventKind) string {
 	return string(k)
 }
 
-func figures(r Report) []figure {
+func figures(r Report, verdict string) []figure {
 	res := r.Result
 	maybe := func(s drill.Seconds) string {
 		if s == 0 {
@@ -227,7 +228,7 @@ func figures(r Report) []figure {
 		return s.String()
 	}
 	return []figure{
-		{"verdict", "Verdict", map[bool]string{true: "PASS", false: "FAIL"}[r.Passed]},
+		{"verdict", "Verdict", verdict},
 		{"deleted", "API server pods deleted", fmt.Sprint(len(res.Deleted))},
 		{"requests", "Requests through " + r.Endpoint, fmt.Sprint(res.Requests)},
 		{"failed-requests", "Failed requests", fmt.Sprint(res.FailedRequests)},
