@@ -83,11 +83,13 @@ func resumeKilledBootstrap(ctx context.Context, t *testing.T, cfg *envconf.Confi
 	}
 	start := time.Now()
 	killBootstrapAfter(ctx, t, cfg, "✓ Running kube-apiserver as a DaemonSet")
+	resumed := time.Now()
 	out, err := selfhost(ctx, cfg, "bootstrap", "--metrics-kubelet-insecure-tls")
 	wall := time.Since(start)
 	total, failed, longest, errs := p.result()
 	t.Logf("pivot wall time %s (including the kill and resume); prober: %d requests at %d/s, %d failed, longest gap %s",
 		wall.Round(time.Second), total, probeRate, failed, longest.Round(time.Millisecond))
+	t.Logf("bootstrap started at %s, resumed at %s; %s", start.Format("15:04:05"), resumed.Format("15:04:05"), p.where())
 	if err != nil {
 		t.Fatalf("resumed bootstrap failed: %v\n%s", err, out)
 	}
