@@ -10,6 +10,7 @@ import (
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/render"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/ssa"
 )
 
 // installCheckpointer applies pod-checkpointer and waits until it is Ready on
@@ -105,7 +106,7 @@ func templateObjects(c *Context, templates ...string) ([]*unstructured.Unstructu
 		if err != nil {
 			return nil, err
 		}
-		o, err := decodeManifest(data)
+		o, err := ssa.Decode(data)
 		if err != nil {
 			return nil, fmt.Errorf("template %s: %w", t, err)
 		}
@@ -119,7 +120,7 @@ func applyTemplates(ctx context.Context, c *Context, templates ...string) error 
 	if err != nil {
 		return err
 	}
-	return apply(ctx, c.Dynamic, objs...)
+	return ssa.Apply(ctx, c.Dynamic, objs...)
 }
 
 // templatesHeld reports whether the cluster already holds what these templates render.
@@ -128,7 +129,7 @@ func templatesHeld(ctx context.Context, c *Context, templates ...string) (bool, 
 	if err != nil {
 		return false, err
 	}
-	return holds(ctx, c.Dynamic, objs...)
+	return ssa.Holds(ctx, c.Dynamic, objs...)
 }
 
 func nodeCount(ctx context.Context, c *Context) int {

@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/ssa"
 )
 
 // Paths on every control-plane node.
@@ -44,7 +45,7 @@ type agentJob struct {
 const agentDeadline = 5 * time.Minute
 
 // agentLabels mark every node agent and its payload, so leftovers can be found.
-var agentLabels = map[string]string{"app.kubernetes.io/managed-by": FieldManager, "app.kubernetes.io/component": "node-agent"}
+var agentLabels = map[string]string{"app.kubernetes.io/managed-by": ssa.FieldManager, "app.kubernetes.io/component": "node-agent"}
 
 func (j agentJob) name() string {
 	sum := sha256.Sum256([]byte(j.Node + "/" + j.Purpose))
@@ -64,12 +65,12 @@ func runAgent(ctx context.Context, c *Context, j agentJob) (string, error) {
 	if j.Args != nil {
 		pod = credentialsAgentPod(name, j, c.pinned(c.Cluster.Images.Checkpointer))
 	} else {
-		if _, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: agentLabels}, Data: j.Payload}, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
+		if _, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: agentLabels}, Data: j.Payload}, metav1.CreateOptions{FieldManager: ssa.FieldManager}); err != nil {
 			return "", fmt.Errorf("cannot create the payload of the node agent on %s: %w", j.Node, err)
 		}
 		defer cms.Delete(context.WithoutCancel(ctx), name, metav1.DeleteOptions{})
 	}
-	if _, err := pods.Create(ctx, pod, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
+	if _, err := pods.Create(ctx, pod, metav1.CreateOptions{FieldManager: ssa.FieldManager}); err != nil {
 		return "", fmt.Errorf("cannot start the node agent on %s: %w", j.Node, err)
 	}
 	defer pods.Delete(context.WithoutCancel(ctx), name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/nodecreds"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/ssa"
 )
 
 // How the self-hosted API server gets its certificates and keys.
@@ -86,7 +87,7 @@ func (a *storeAPIServerCredentials) Execute(ctx context.Context, c *Context) err
 		return err
 	}
 	args := []string{nodecreds.Command, "--pki-dir", kubeadmPKI, "--namespace", kube.Namespace, "--secret", APIServerSecret,
-		"--field-manager", FieldManager, "--serving-cert", servingCert, "--serving-ca", clusterCA + ".crt", "--renew-before", renewBefore.String()}
+		"--field-manager", ssa.FieldManager, "--serving-cert", servingCert, "--serving-ca", clusterCA + ".crt", "--renew-before", renewBefore.String()}
 	for _, it := range pkiFiles(container) {
 		args = append(args, "--item", it.Key+"="+it.Path)
 	}
@@ -114,7 +115,7 @@ func grantCredentialsAgent(ctx context.Context, c *Context) error {
 	}
 	secrets := c.Client.CoreV1().Secrets(kube.Namespace)
 	if _, err := secrets.Get(ctx, APIServerSecret, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-		_, err = secrets.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: APIServerSecret, Labels: credentialsLabels}, Type: corev1.SecretTypeOpaque}, metav1.CreateOptions{FieldManager: FieldManager})
+		_, err = secrets.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: APIServerSecret, Labels: credentialsLabels}, Type: corev1.SecretTypeOpaque}, metav1.CreateOptions{FieldManager: ssa.FieldManager})
 		if err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("cannot create Secret %s/%s: %w", kube.Namespace, APIServerSecret, err)
 		}
@@ -133,7 +134,7 @@ func grantCredentialsAgent(ctx context.Context, c *Context) error {
 			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: credentialsAgent},
 			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: credentialsAgent, Namespace: kube.Namespace}}},
 	} {
-		if err := applyTyped(ctx, c.Dynamic, obj); err != nil {
+		if err := ssa.ApplyTyped(ctx, c.Dynamic, obj); err != nil {
 			return err
 		}
 	}
@@ -150,7 +151,7 @@ func revokeCredentialsAgent(ctx context.Context, c *Context) {
 }
 
 // credentialsLabels mark Secret kube-apiserver.
-var credentialsLabels = map[string]string{"app.kubernetes.io/managed-by": FieldManager, "component": "kube-apiserver"}
+var credentialsLabels = map[string]string{"app.kubernetes.io/managed-by": ssa.FieldManager, "component": "kube-apiserver"}
 
 // credentialsSource names a node and the API server container whose flags
 // say which of that node's files to store: a static pod while one is left;

@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/ssa"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
@@ -91,7 +92,7 @@ func SelfHostedTemplate(component string, static *corev1.Pod) (corev1.PodTemplat
 			}
 		}
 	}
-	labels := map[string]string{"tier": "control-plane", "component": component, "app.kubernetes.io/managed-by": FieldManager}
+	labels := map[string]string{"tier": "control-plane", "component": component, "app.kubernetes.io/managed-by": ssa.FieldManager}
 	for k, v := range SelectorLabels(component) {
 		labels[k] = v
 	}

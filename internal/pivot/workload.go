@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/ssa"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -129,7 +130,7 @@ func (daemonSetWorkload) get(ctx context.Context, c *Context, name string, n int
 }
 
 func (daemonSetWorkload) apply(ctx context.Context, c *Context, meta metav1.ObjectMeta, selector *metav1.LabelSelector, tmpl corev1.PodTemplateSpec) error {
-	return applyTyped(ctx, c.Dynamic, &appsv1.DaemonSet{
+	return ssa.ApplyTyped(ctx, c.Dynamic, &appsv1.DaemonSet{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "DaemonSet"},
 		ObjectMeta: meta,
 		Spec: appsv1.DaemonSetSpec{Selector: selector, Template: tmpl, UpdateStrategy: appsv1.DaemonSetUpdateStrategy{
@@ -161,7 +162,7 @@ func (deploymentWorkload) apply(ctx context.Context, c *Context, meta metav1.Obj
 		RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{TopologyKey: "kubernetes.io/hostname", LabelSelector: selector}},
 	}}
 	// One replica per node and no surge: a surged pod would have nowhere to go.
-	err := applyTyped(ctx, c.Dynamic, &appsv1.Deployment{
+	err := ssa.ApplyTyped(ctx, c.Dynamic, &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: meta,
 		Spec: appsv1.DeploymentSpec{

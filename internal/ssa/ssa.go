@@ -1,4 +1,6 @@
-package pivot
+// Package ssa applies manifests with server-side apply under one field
+// manager, and tells whether the cluster already holds them.
+package ssa
 
 import (
 	"bufio"
@@ -22,8 +24,8 @@ import (
 // FieldManager owns every field this tool applies.
 const FieldManager = "kubectl-selfhost"
 
-// decodeManifest splits multi-document YAML into objects.
-func decodeManifest(data []byte) ([]*unstructured.Unstructured, error) {
+// Decode splits multi-document YAML into objects.
+func Decode(data []byte) ([]*unstructured.Unstructured, error) {
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var out []*unstructured.Unstructured
 	for {
@@ -52,8 +54,8 @@ func resourceFor(d dynamic.Interface, obj *unstructured.Unstructured) dynamic.Re
 	return d.Resource(gvr)
 }
 
-// applyTyped server-side applies a typed object (its TypeMeta must be set).
-func applyTyped(ctx context.Context, d dynamic.Interface, obj runtime.Object) error {
+// ApplyTyped server-side applies a typed object (its TypeMeta must be set).
+func ApplyTyped(ctx context.Context, d dynamic.Interface, obj runtime.Object) error {
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 	if err != nil {
 		return err
@@ -61,12 +63,12 @@ func applyTyped(ctx context.Context, d dynamic.Interface, obj runtime.Object) er
 	u := &unstructured.Unstructured{Object: m}
 	unstructured.RemoveNestedField(u.Object, "status")
 	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
-	return apply(ctx, d, u)
+	return Apply(ctx, d, u)
 }
 
-// apply server-side applies objects. Force takes ownership of fields another
+// Apply server-side applies objects. Force takes ownership of fields another
 // manager set, which is how kubeadm's objects are adopted.
-func apply(ctx context.Context, d dynamic.Interface, objs ...*unstructured.Unstructured) error {
+func Apply(ctx context.Context, d dynamic.Interface, objs ...*unstructured.Unstructured) error {
 	for _, obj := range objs {
 		_, err := resourceFor(d, obj).Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
 		if err != nil {
@@ -76,10 +78,10 @@ func apply(ctx context.Context, d dynamic.Interface, objs ...*unstructured.Unstr
 	return nil
 }
 
-// holds reports whether the cluster already holds every object as applying
+// Holds reports whether the cluster already holds every object as applying
 // it would leave it: a server-side dry-run apply of each changes nothing but
 // who manages which field. A newer plugin's changed manifest is not held.
-func holds(ctx context.Context, d dynamic.Interface, objs ...*unstructured.Unstructured) (bool, error) {
+func Holds(ctx context.Context, d dynamic.Interface, objs ...*unstructured.Unstructured) (bool, error) {
 	for _, obj := range objs {
 		r := resourceFor(d, obj)
 		live, err := r.Get(ctx, obj.GetName(), metav1.GetOptions{})
