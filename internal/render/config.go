@@ -5,7 +5,9 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/version"
@@ -23,13 +25,18 @@ type Input struct {
 	ServiceCIDR       string
 	ClusterDomain     string
 	EtcdServers       []string
-	KubernetesVersion string
-	CheckpointerImage string
-	KeyAlgorithm      string
-	CACert, CAKey     string
-	EtcdCACert        string
-	EtcdCAKey         string
-	AppsNamespace     string
+	// EtcdMembers are name=ip pairs: a static etcd member on each
+	// control-plane node, instead of the external --etcd-servers.
+	EtcdMembers        []string
+	BootstrapTokenTTL  time.Duration
+	KubeletInsecureTLS bool
+	KubernetesVersion  string
+	CheckpointerImage  string
+	KeyAlgorithm       string
+	CACert, CAKey      string
+	EtcdCACert         string
+	EtcdCAKey          string
+	AppsNamespace      string
 }
 
 // DefaultInput returns the defaults of every render flag.
@@ -43,24 +50,30 @@ func DefaultInput() Input {
 		KubernetesVersion: images.KubernetesVersion,
 		CheckpointerImage: images.DefaultCheckpointer,
 		KeyAlgorithm:      string(pki.ECDSAP256),
+		BootstrapTokenTTL: 24 * time.Hour,
 	}
 }
 
 // Config is validated input, ready to render.
 type Config struct {
-	APIServers        []*url.URL
-	AltDNSNames       []string
-	AltIPs            []net.IP
-	PodCIDR           netip.Prefix
-	ServiceCIDR       netip.Prefix
-	ClusterDomain     string
-	EtcdServers       []*url.URL
-	KubernetesVersion string
-	Images            images.Set
-	KeyAlgorithm      pki.KeyAlgorithm
-	CA                *pki.KeyPair // nil: create one
-	EtcdCA            *pki.KeyPair // nil: create one
-	AppsNamespace     string
+	APIServers    []*url.URL
+	AltDNSNames   []string
+	AltIPs        []net.IP
+	PodCIDR       netip.Prefix
+	ServiceCIDR   netip.Prefix
+	ClusterDomain string
+	EtcdServers   []*url.URL
+	EtcdMembers   []EtcdMember
+	// BootstrapTokenTTL is how long kubelets may join with the rendered
+	// token; 0 keeps it until it is deleted.
+	BootstrapTokenTTL  time.Duration
+	KubeletInsecureTLS bool
+	KubernetesVersion  string
+	Images             images.Set
+	KeyAlgorithm       pki.KeyAlgorithm
+	CA                 *pki.KeyPair // nil: create one
+	EtcdCA             *pki.KeyPair // nil: create one
+	AppsNamespace      string
 }
 
 // Cluster is the cluster configuration that render's flags describe.
@@ -70,15 +83,16 @@ func (c *Config) Cluster() cluster.Config {
 		etcd = append(etcd, u.String())
 	}
 	return cluster.Config{
-		KubernetesVersion: c.KubernetesVersion,
-		Endpoint:          c.APIServers[0],
-		EtcdServers:       etcd,
-		PodCIDR:           c.PodCIDR.String(),
-		ServiceCIDR:       c.ServiceCIDR.String(),
-		ClusterDomain:     c.ClusterDomain,
-		DNSServiceIP:      c.DNSServiceIP().String(),
-		Images:            c.Images,
-		AppsNamespace:     c.AppsNamespace,
+		KubernetesVersion:  c.KubernetesVersion,
+		Endpoint:           c.APIServers[0],
+		EtcdServers:        etcd,
+		PodCIDR:            c.PodCIDR.String(),
+		ServiceCIDR:        c.ServiceCIDR.String(),
+		ClusterDomain:      c.ClusterDomain,
+		DNSServiceIP:       c.DNSServiceIP().String(),
+		Images:             c.Images,
+		AppsNamespace:      c.AppsNamespace,
+		KubeletInsecureTLS: c.KubeletInsecureTLS,
 		// bootkube ran two; required anti-affinity keeps them on separate nodes.
 		ControlPlaneReplicas: 2,
 	}
@@ -95,6 +109,22 @@ func (in Input) Parse() (*Config, error) {
 	if c.EtcdServers, err = parseURLs("--etcd-servers", in.EtcdServers); err != nil {
 		return nil, err
 	}
+	if len(in.EtcdMembers) > 0 {
+		if !slices.Equal(in.EtcdServers, DefaultInput().EtcdServers) {
+			return nil, fmt.Errorf("give --etcd-servers (an external etcd) or --etcd-members (a static member on each control-plane node), not both")
+		}
+		if c.EtcdMembers, err = parseEtcdMembers(in.EtcdMembers); err != nil {
+			return nil, err
+		}
+		c.EtcdServers = nil
+		for _, m := range c.EtcdMembers {
+			c.EtcdServers = append(c.EtcdServers, m.ClientURL())
+		}
+	}
+	if in.BootstrapTokenTTL < 0 {
+		return nil, fmt.Errorf("--bootstrap-token-ttl %s is negative; use 0 for a token that lasts until it is deleted", in.BootstrapTokenTTL)
+	}
+	c.BootstrapTokenTTL, c.KubeletInsecureTLS = in.BootstrapTokenTTL, in.KubeletInsecureTLS
 	if c.AltDNSNames, c.AltIPs, err = parseAltNames(in.APIServerAltNames); err != nil {
 		return nil, err
 	}
@@ -235,4 +265,44 @@ func (c *Config) DNSServiceIP() netip.Addr {
 		a = a.Next()
 	}
 	return a
+}
+
+// EtcdMember is one static etcd member, on the control-plane node of its name.
+type EtcdMember struct {
+	Name string
+	IP   netip.Addr
+}
+
+// ClientURL is where the API servers reach the member.
+func (m EtcdMember) ClientURL() *url.URL {
+	return &url.URL{Scheme: "https", Host: net.JoinHostPort(m.IP.String(), "2379")}
+}
+
+// PeerURL is where the other members reach it.
+func (m EtcdMember) PeerURL() string {
+	return "https://" + net.JoinHostPort(m.IP.String(), "2380")
+}
+
+func parseEtcdMembers(values []string) ([]EtcdMember, error) {
+	var out []EtcdMember
+	seen := map[string]bool{}
+	for _, v := range values {
+		name, ip, found := strings.Cut(v, "=")
+		addr, err := netip.ParseAddr(ip)
+		if !found || err != nil {
+			return nil, fmt.Errorf("--etcd-members entry %q is not name=ip, such as node1=10.0.0.11", v)
+		}
+		if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+			return nil, fmt.Errorf("--etcd-members entry %q: %q is not a node name: %s", v, name, errs[0])
+		}
+		if seen[name] || seen[addr.String()] {
+			return nil, fmt.Errorf("--etcd-members names %q or %s twice", name, addr)
+		}
+		seen[name], seen[addr.String()] = true, true
+		out = append(out, EtcdMember{Name: name, IP: addr})
+	}
+	if len(out)%2 == 0 {
+		return nil, fmt.Errorf("--etcd-members has %d members; etcd needs an odd number to keep a quorum through a failure", len(out))
+	}
+	return out, nil
 }

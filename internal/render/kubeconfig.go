@@ -7,28 +7,26 @@ import (
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pki"
 )
 
-func (a *assetList) addKubeconfigs(c *Config, certs *clientCerts) error {
-	for _, k := range []struct {
-		name, user string
-		kp         *pki.KeyPair
-	}{
-		{AdminKubeconfig, "kubernetes-admin", certs.admin},
-		{KubeletKubeconfig, "kubelet-bootstrap", certs.kubelet},
-	} {
-		data, err := kubeconfig(c.APIServers[0].String(), k.user, certs.ca, k.kp)
-		if err != nil {
-			return err
-		}
-		a.add(k.name, data, PrivateMode) // it embeds a private key
+func (a *assetList) addKubeconfigs(c *Config, certs *clientCerts, token BootstrapToken) error {
+	key, err := pki.EncodeKey(certs.admin.Key)
+	if err != nil {
+		return err
 	}
+	server := c.APIServers[0].String()
+	admin, err := kubeconfig(server, "kubernetes-admin", certs.ca, &clientcmdapi.AuthInfo{ClientCertificateData: pki.EncodeCert(certs.admin.Cert), ClientKeyData: key})
+	if err != nil {
+		return err
+	}
+	kubelet, err := kubeconfig(server, "kubelet-bootstrap", certs.ca, &clientcmdapi.AuthInfo{Token: token.String()})
+	if err != nil {
+		return err
+	}
+	a.add(AdminKubeconfig, admin, PrivateMode)     // it embeds a private key
+	a.add(KubeletKubeconfig, kubelet, PrivateMode) // and this a token
 	return nil
 }
 
-func kubeconfig(server, user string, ca, client *pki.KeyPair) ([]byte, error) {
-	key, err := pki.EncodeKey(client.Key)
-	if err != nil {
-		return nil, err
-	}
+func kubeconfig(server, user string, ca *pki.KeyPair, auth *clientcmdapi.AuthInfo) ([]byte, error) {
 	const cluster = "kubernetes"
 	ctx := user + "@" + cluster
 	cfg := clientcmdapi.Config{
@@ -36,10 +34,7 @@ func kubeconfig(server, user string, ca, client *pki.KeyPair) ([]byte, error) {
 			Server:                   server,
 			CertificateAuthorityData: pki.EncodeCert(ca.Cert),
 		}},
-		AuthInfos: map[string]*clientcmdapi.AuthInfo{user: {
-			ClientCertificateData: pki.EncodeCert(client.Cert),
-			ClientKeyData:         key,
-		}},
+		AuthInfos:      map[string]*clientcmdapi.AuthInfo{user: auth},
 		Contexts:       map[string]*clientcmdapi.Context{ctx: {Cluster: cluster, AuthInfo: user}},
 		CurrentContext: ctx,
 	}

@@ -21,8 +21,6 @@ const (
 	EtcdCAKey                  = "tls/etcd-client-ca.key"
 	EtcdClientCert             = "tls/etcd-client.crt"
 	EtcdClientKey              = "tls/etcd-client.key"
-	KubeletCert                = "tls/kubelet.crt"
-	KubeletKey                 = "tls/kubelet.key"
 	AdminCert                  = "tls/admin.crt"
 	AdminKey                   = "tls/admin.key"
 
@@ -37,3 +35,35 @@ const (
 	PublicMode  = 0o644
 	PrivateMode = 0o600
 )
+
+// The assets of a cluster started from scratch (kubectl selfhost start).
+const (
+	// EtcdDir holds one static pod per etcd member, <name>.yaml; the
+	// member's certificates are under EtcdTLSDir/<name>/.
+	EtcdDir    = "etcd"
+	EtcdTLSDir = "tls/etcd"
+
+	// KubeletDir holds the kubelet's configuration per role and its
+	// systemd drop-in.
+	KubeletControlPlaneConfig = "kubelet/config-control-plane.yaml"
+	KubeletWorkerConfig       = "kubelet/config-worker.yaml"
+	KubeletDropIn             = "kubelet/20-selfhost.conf"
+)
+
+// Where a node keeps what it is given, kubeadm's paths, so the kubelet
+// packages' own drop-in finds them too.
+const (
+	NodeKubeletConfig          = "/var/lib/kubelet/config.yaml"
+	NodeBootstrapKubeconfig    = "/etc/kubernetes/bootstrap-kubelet.conf"
+	NodeKubeletKubeconfig      = "/etc/kubernetes/kubelet.conf"
+	NodeCACert                 = "/etc/kubernetes/pki/ca.crt"
+	NodeEtcdPKIDir             = "/etc/kubernetes/pki/etcd"
+	NodeEtcdDataDir            = "/var/lib/etcd"
+	NodeStaticPodDir           = "/etc/kubernetes/manifests"
+	NodeKubeletDropInDirectory = "/etc/systemd/system/kubelet.service.d"
+)
+
+// EtcdManifest and EtcdMemberTLS name a member's assets.
+func EtcdManifest(member string) string { return EtcdDir + "/" + member + ".yaml" }
+
+func EtcdMemberTLS(member, file string) string { return EtcdTLSDir + "/" + member + "/" + file }

@@ -42,10 +42,22 @@ func Assets(c *Config) ([]Asset, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := a.addKubeconfigs(c, certs); err != nil {
+	token, err := newBootstrapToken(c.BootstrapTokenTTL, now)
+	if err != nil {
 		return nil, err
 	}
-	if err := a.addManifests(c, values(c, a)); err != nil {
+	if err := a.addKubeconfigs(c, certs, token); err != nil {
+		return nil, err
+	}
+	if err := a.addEtcdMembers(c, certs.etcdCA, now); err != nil {
+		return nil, err
+	}
+	if err := a.addKubeletFiles(c); err != nil {
+		return nil, err
+	}
+	v := values(c, a)
+	v.BootstrapToken = token
+	if err := a.addManifests(c, v); err != nil {
 		return nil, err
 	}
 	sort.Slice(a, func(i, j int) bool { return a[i].Name < a[j].Name })
@@ -80,7 +92,7 @@ func (a *assetList) addPair(kp *pki.KeyPair, certName, keyName string) error {
 
 // clientCerts are the client certificates the kubeconfigs embed.
 type clientCerts struct {
-	ca, admin, kubelet *pki.KeyPair
+	ca, admin, etcdCA *pki.KeyPair
 }
 
 func (a *assetList) addPKI(c *Config, now time.Time) (*clientCerts, error) {
@@ -113,7 +125,7 @@ func (a *assetList) addPKI(c *Config, now time.Time) (*clientCerts, error) {
 		{issuer: etcdCA, cfg: pki.CertConfig{CommonName: "kube-apiserver-etcd-client", Usages: client},
 			certName: EtcdClientCert, keyNm: EtcdClientKey},
 	}
-	out := &clientCerts{ca: ca}
+	out := &clientCerts{ca: ca, etcdCA: etcdCA}
 	for _, l := range leaves {
 		kp, err := l.issuer.Issue(alg, l.cfg, now)
 		if err != nil {
@@ -123,10 +135,7 @@ func (a *assetList) addPKI(c *Config, now time.Time) (*clientCerts, error) {
 			return nil, err
 		}
 	}
-	// The kubelet identity may only bootstrap; the admin is a revocable group.
-	if out.kubelet, err = ca.Issue(alg, pki.CertConfig{CommonName: "kubelet-bootstrap", Organization: []string{"system:bootstrappers"}, Usages: client}, now); err != nil {
-		return nil, err
-	}
+	// The admin is a revocable group; kubelets join with a bootstrap token.
 	if out.admin, err = ca.Issue(alg, pki.CertConfig{CommonName: "kubernetes-admin", Organization: []string{"kubeadm:cluster-admins"}, Usages: client}, now); err != nil {
 		return nil, err
 	}
@@ -135,7 +144,7 @@ func (a *assetList) addPKI(c *Config, now time.Time) (*clientCerts, error) {
 		cert, key string
 	}{
 		{ca, CACert, CAKey}, {etcdCA, EtcdCACert, EtcdCAKey}, {frontProxyCA, FrontProxyCACert, FrontProxyCAKey},
-		{out.kubelet, KubeletCert, KubeletKey}, {out.admin, AdminCert, AdminKey},
+		{out.admin, AdminCert, AdminKey},
 	} {
 		if err := a.addPair(p.kp, p.cert, p.key); err != nil {
 			return nil, err
@@ -173,6 +182,9 @@ func (c *Config) apiServerDNSNames() []string {
 			names = append(names, u.Hostname())
 		}
 	}
+	for _, m := range c.EtcdMembers {
+		names = append(names, m.Name)
+	}
 	return dedupe(append(names, c.AltDNSNames...))
 }
 
@@ -182,6 +194,9 @@ func (c *Config) apiServerIPs() []net.IP {
 		if ip := net.ParseIP(u.Hostname()); ip != nil {
 			ips = append(ips, ip)
 		}
+	}
+	for _, m := range c.EtcdMembers {
+		ips = append(ips, net.IP(m.IP.AsSlice()))
 	}
 	ips = append(ips, c.AltIPs...)
 	seen := map[string]bool{}
@@ -224,6 +239,8 @@ type Values struct {
 	ControlPlaneReplicas int
 	KubeletInsecureTLS   bool
 	DNSOffControlPlane   bool
+	// BootstrapToken is the kubelets' join credential (render only).
+	BootstrapToken BootstrapToken
 	// Secret data, file name to base64.
 	APIServerSecret         map[string]string
 	ControllerManagerSecret map[string]string

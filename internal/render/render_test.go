@@ -29,6 +29,8 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
+	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pki"
 )
@@ -81,7 +83,6 @@ func TestCertificatesChainToTheirCA(t *testing.T) {
 		{APIServerKubeletClientCert, CACert, client, "kube-apiserver-kubelet-client", nil},
 		{FrontProxyClientCert, FrontProxyCACert, client, "front-proxy-client", nil},
 		{EtcdClientCert, EtcdCACert, client, "kube-apiserver-etcd-client", nil},
-		{KubeletCert, CACert, client, "kubelet-bootstrap", []string{"system:bootstrappers"}},
 		{AdminCert, CACert, client, "kubernetes-admin", []string{"kubeadm:cluster-admins"}},
 	}
 	for _, tc := range cases {
@@ -202,6 +203,9 @@ func decodeAll(t *testing.T, name string, data []byte) []runtime.Object {
 		t.Fatal(err)
 	}
 	if err := apiregistrationv1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := kubeletv1beta1.AddToScheme(s); err != nil {
 		t.Fatal(err)
 	}
 	decoder := serializer.NewCodecFactory(s, serializer.EnableStrict).UniversalDeserializer()
@@ -381,7 +385,12 @@ func holdsKey(data []byte) bool {
 	return false
 }
 
-// Every file that carries a private key, however it is encoded, is 0600 on
+// holdsToken reports whether data carries a bootstrap token's secret.
+func holdsToken(data []byte) bool {
+	return regexp.MustCompile(`(token-secret: "?|token: )[a-z0-9]{6}`).Match(data)
+}
+
+// Every file that carries a private key or a token, however it is encoded, is 0600 on
 // disk; the others are not hidden.
 func TestKeyMaterialIsOwnerOnly(t *testing.T) {
 	_, a := mustRender(t, nil)
@@ -396,7 +405,7 @@ func TestKeyMaterialIsOwnerOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := os.FileMode(PublicMode)
-		if holdsKey(asset.Data) {
+		if holdsKey(asset.Data) || holdsToken(asset.Data) {
 			keys++
 			want = PrivateMode
 		}
@@ -490,5 +499,96 @@ func snapshot(t *testing.T, dir string) map[string]string {
 func BenchmarkRenderECDSA(b *testing.B) {
 	for b.Loop() {
 		mustRender(b, nil)
+	}
+}
+
+// Static etcd members: each has a server and a peer certificate of the etcd
+// CA for its own address, and a static pod that names every member.
+func TestEtcdMembers(t *testing.T) {
+	members := []string{"cp1=10.0.0.11", "cp2=10.0.0.12", "cp3=10.0.0.13"}
+	c, a := mustRender(t, func(in *Input) { in.EtcdMembers = members })
+	roots := x509.NewCertPool()
+	roots.AddCert(cert(t, a, EtcdCACert))
+	for i, m := range c.EtcdMembers {
+		for _, f := range []string{"server", "peer"} {
+			leaf := cert(t, a, EtcdMemberTLS(m.Name, f+".crt"))
+			for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+				if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+					t.Errorf("%s %s: %v", m.Name, f, err)
+				}
+			}
+			if err := leaf.VerifyHostname(m.IP.String()); err != nil {
+				t.Errorf("%s %s: %v", m.Name, f, err)
+			}
+			if key := a[EtcdMemberTLS(m.Name, f+".key")]; key.Mode != PrivateMode {
+				t.Errorf("%s %s key: mode %o", m.Name, f, key.Mode)
+			}
+		}
+		pod := decodeAll(t, m.Name, a[EtcdManifest(m.Name)].Data)[0].(*corev1.Pod)
+		cmd := strings.Join(pod.Spec.Containers[0].Command, " ")
+		for _, want := range []string{"--name=" + m.Name, "--initial-cluster=cp1=https://10.0.0.11:2380,cp2=https://10.0.0.12:2380,cp3=https://10.0.0.13:2380", "--advertise-client-urls=https://" + m.IP.String() + ":2379"} {
+			if !strings.Contains(cmd, want) {
+				t.Errorf("member %d: %s lacks %s", i, cmd, want)
+			}
+		}
+		// The API server certificate names every control-plane node.
+		if err := cert(t, a, APIServerCert).VerifyHostname(m.IP.String()); err != nil {
+			t.Errorf("API server certificate: %v", err)
+		}
+	}
+	if got := a[ManifestPath("bootstrap-apiserver.yaml")].Data; !bytes.Contains(got, []byte("--etcd-servers=https://10.0.0.11:2379,https://10.0.0.12:2379,https://10.0.0.13:2379")) {
+		t.Errorf("the bootstrap API server does not use the members:\n%s", got)
+	}
+	for _, bad := range [][]string{{"cp1=10.0.0.11", "cp2=10.0.0.12"}, {"cp1=10.0.0.11", "cp1=10.0.0.12", "cp3=10.0.0.13"}, {"cp1"}, {"CP1=10.0.0.1"}} {
+		in := DefaultInput()
+		in.EtcdMembers = bad
+		if _, err := in.Parse(); err == nil {
+			t.Errorf("--etcd-members %v: accepted", bad)
+		}
+	}
+	in := DefaultInput()
+	in.EtcdMembers, in.EtcdServers = members, []string{"https://10.0.0.5:2379"}
+	if _, err := in.Parse(); err == nil {
+		t.Error("--etcd-members with --etcd-servers: accepted")
+	}
+}
+
+// Kubelets join with a bootstrap token that the rendered Secret defines,
+// so no key goes to a node that joins.
+func TestKubeletsJoinWithTheRenderedToken(t *testing.T) {
+	_, a := mustRender(t, func(in *Input) { in.BootstrapTokenTTL = time.Hour })
+	cfg, err := clientcmd.Load(a[KubeletKubeconfig].Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := cfg.AuthInfos[cfg.Contexts[cfg.CurrentContext].AuthInfo]
+	if len(auth.ClientKeyData) > 0 || len(auth.ClientCertificateData) > 0 || !regexp.MustCompile(`^[a-z0-9]{6}\.[a-z0-9]{16}$`).MatchString(auth.Token) {
+		t.Fatalf("kubelet kubeconfig: want only a bootstrap token, got token %q and a key of %d bytes", auth.Token, len(auth.ClientKeyData))
+	}
+	secret := decodeAll(t, "token", a[ManifestPath("kubelet-bootstrap-token.yaml")].Data)[0].(*corev1.Secret)
+	id, sec, _ := strings.Cut(auth.Token, ".")
+	if secret.Name != "bootstrap-token-"+id || secret.StringData["token-id"] != id || secret.StringData["token-secret"] != sec ||
+		secret.Type != "bootstrap.kubernetes.io/token" || secret.StringData["usage-bootstrap-authentication"] != "true" {
+		t.Errorf("the token Secret does not define the kubeconfig's token: %+v", secret)
+	}
+	exp, err := time.Parse(time.RFC3339, secret.StringData["expiration"])
+	if err != nil || time.Until(exp) > time.Hour || time.Until(exp) < 50*time.Minute {
+		t.Errorf("expiration %q, want in an hour", secret.StringData["expiration"])
+	}
+	if a[ManifestPath("kubelet-bootstrap-token.yaml")].Mode != PrivateMode {
+		t.Error("the token Secret is not 0600")
+	}
+	for _, name := range []string{KubeletControlPlaneConfig, KubeletWorkerConfig} {
+		var kc struct {
+			Kind               string
+			ClusterDNS         []string `json:"clusterDNS"`
+			RegisterWithTaints []corev1.Taint
+		}
+		if err := yaml.Unmarshal(a[name].Data, &kc); err != nil || kc.Kind != "KubeletConfiguration" || !slices.Equal(kc.ClusterDNS, []string{"10.96.0.10"}) {
+			t.Errorf("%s: %v %+v", name, err, kc)
+		}
+		if tainted := len(kc.RegisterWithTaints) == 1; tainted != (name == KubeletControlPlaneConfig) {
+			t.Errorf("%s: taints %v", name, kc.RegisterWithTaints)
+		}
 	}
 }

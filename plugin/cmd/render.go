@@ -28,10 +28,12 @@ func NewRenderCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		Use:   "render --asset-dir DIR",
 		Short: "Write every asset of a self-hosted control plane, offline",
 		Long: `Render writes certificates, kubeconfigs and manifests in bootkube's layout:
-  auth/                 admin and kubelet-bootstrap kubeconfigs
+  auth/                 admin and kubelet-bootstrap (token) kubeconfigs
   tls/                  CAs, serving and client certificates, service-account keys
   bootstrap-manifests/  temporary static pods for a fresh cluster
   manifests/            the self-hosted control plane and add-ons
+  etcd/, tls/etcd/      a static etcd member per control-plane node (--etcd-members)
+  kubelet/              KubeletConfiguration per role and a systemd drop-in
 No cluster is contacted. Every input is checked before anything is written.`,
 		Example: `  kubectl selfhost render --asset-dir ./assets --api-servers https://10.0.0.10:6443
   kubectl selfhost render --asset-dir ./assets --ca-cert ca.crt --ca-key ca.key`,
@@ -55,7 +57,10 @@ No cluster is contacted. Every input is checked before anything is written.`,
 	f.StringVar(&in.PodCIDR, "pod-cidr", in.PodCIDR, "pod network range")
 	f.StringVar(&in.ServiceCIDR, "service-cidr", in.ServiceCIDR, "service IP range")
 	f.StringVar(&in.ClusterDomain, "cluster-domain", in.ClusterDomain, "cluster DNS domain")
-	f.StringSliceVar(&in.EtcdServers, "etcd-servers", in.EtcdServers, "etcd client URLs")
+	f.StringSliceVar(&in.EtcdServers, "etcd-servers", in.EtcdServers, "etcd client URLs of an external etcd")
+	f.StringSliceVar(&in.EtcdMembers, "etcd-members", nil, "a static etcd member on each control-plane node, as name=ip (the node's name); instead of --etcd-servers")
+	f.DurationVar(&in.BootstrapTokenTTL, "bootstrap-token-ttl", in.BootstrapTokenTTL, "how long kubelets may join with the rendered bootstrap token (0: until it is deleted)")
+	f.BoolVar(&in.KubeletInsecureTLS, "metrics-kubelet-insecure-tls", false, "let metrics-server accept self-signed kubelet certificates")
 	f.StringVar(&in.KubernetesVersion, "kubernetes-version", in.KubernetesVersion, "Kubernetes version of the control-plane images")
 	f.StringVar(&in.CheckpointerImage, "checkpointer-image", in.CheckpointerImage, "pod-checkpointer image")
 	f.StringVar(&in.KeyAlgorithm, "key-algorithm", in.KeyAlgorithm, fmt.Sprintf("private key algorithm: one of %v", pki.KeyAlgorithms))
@@ -95,6 +100,10 @@ func (o *RenderOptions) Run() error {
 	}
 	fmt.Fprintf(o.Out, "Rendered %d assets to %s in %s (keys: %s)\n", len(assets), o.AssetDir,
 		time.Since(start).Round(time.Millisecond), o.config.KeyAlgorithm)
-	fmt.Fprintf(o.Out, "  auth/ tls/ %s/ %s/\n", render.BootstrapManifestDir, render.ManifestDir)
+	fmt.Fprintf(o.Out, "  auth/ tls/ %s/ %s/ kubelet/", render.BootstrapManifestDir, render.ManifestDir)
+	if len(o.config.EtcdMembers) > 0 {
+		fmt.Fprintf(o.Out, " %s/", render.EtcdDir)
+	}
+	fmt.Fprintln(o.Out)
 	return nil
 }
