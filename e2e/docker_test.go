@@ -23,7 +23,7 @@ func docker(ctx context.Context, t *testing.T, args ...string) {
 // controlPlaneContainers lists the control-plane node containers in address order.
 func controlPlaneContainers(ctx context.Context, t *testing.T) []string {
 	t.Helper()
-	out, err := exec.CommandContext(ctx, "docker", "ps", "-a", "--filter", "label=io.x-k8s.kind.cluster="+clusterName,
+	out, err := exec.CommandContext(ctx, "docker", "ps", "-a", "--filter", "label=io.x-k8s.kind.cluster="+stateOf(ctx).nodes,
 		"--filter", "label=io.x-k8s.kind.role=control-plane", "--format", "{{.Names}}").Output()
 	if err != nil {
 		t.Fatalf("listing the control-plane nodes: %v", err)

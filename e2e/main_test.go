@@ -14,11 +14,13 @@ package e2e
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -49,6 +51,13 @@ var testenv env.Environment
 // -run, so none may count on another having filled a field in.
 type suiteState struct {
 	cluster *kind.Cluster // created or reused by createCluster
+	// nodes is the label value io.x-k8s.kind.cluster of the cluster under
+	// test: the kind cluster's name, then the bare cluster's in TestStart.
+	nodes string
+	// runs, when set, is how many times a drill repeats (else drillRuns);
+	// prefix starts the names of the artifacts.
+	runs   int
+	prefix string
 	// failed is set by a failed setup step or test, so Finish knows to export logs.
 	failed atomic.Bool
 	// canaryDigest is the digest of the canaries written before the pivot,
@@ -100,18 +109,25 @@ func getenv(key, def string) string {
 	return def
 }
 
+// kindPath is the kind binary: E2E_KIND, or the one make builds.
+func kindPath() string {
+	bin, _ := filepath.Abs(getenv("E2E_KIND", "../bin/kind"))
+	return bin
+}
+
 func createCluster(ctx context.Context, cfg *envconf.Config) (context.Context, error) {
-	kindBin, err := filepath.Abs(getenv("E2E_KIND", "../bin/kind"))
-	if err != nil {
-		return ctx, err
-	}
+	kindBin := kindPath()
 	if _, err := os.Stat(kindBin); err != nil {
 		// Without it, e2e-framework would try `go install` of an older kind.
 		return ctx, fmt.Errorf("kind binary %s is missing; run `make e2e` or set E2E_KIND: %w", kindBin, err)
 	}
 	image := getenv("E2E_NODE_IMAGE", "kindest/node:"+images.KubernetesVersion)
+	if !kindTestsSelected() {
+		log.Printf("no test that needs the kind cluster is selected; not creating it")
+		return ctx, nil
+	}
 	cluster := kind.NewCluster(clusterName)
-	stateOf(ctx).cluster = cluster
+	stateOf(ctx).cluster, stateOf(ctx).nodes = cluster, clusterName
 	cluster.WithPath(kindBin)
 	cluster.WithOpts(kind.WithImage(image))
 
@@ -130,9 +146,11 @@ func createCluster(ctx context.Context, cfg *envconf.Config) (context.Context, e
 // they share are sent once. The locally built node image preloads all but the
 // checkpointer, whose label hash covers them, so usually only that one is sent.
 func loadImages(ctx context.Context, _ *envconf.Config) (context.Context, error) {
-	set := images.Upstream(images.KubernetesVersion, "")
+	if stateOf(ctx).cluster == nil {
+		return ctx, nil
+	}
 	var load []string
-	for _, img := range []string{set.Flannel, set.FlannelCNI, set.MetricsServer, set.Checkpointer, agnhostImage, busyboxImage} {
+	for _, img := range extraImages() {
 		present, err := onEveryNode(ctx, img)
 		if err != nil {
 			return ctx, err
@@ -153,10 +171,16 @@ func loadImages(ctx context.Context, _ *envconf.Config) (context.Context, error)
 	return ctx, nil
 }
 
+// extraImages are what the nodes need beyond the node image's own.
+func extraImages() []string {
+	set := images.Upstream(images.KubernetesVersion, "")
+	return []string{set.Flannel, set.FlannelCNI, set.MetricsServer, set.Checkpointer, agnhostImage, busyboxImage}
+}
+
 // onEveryNode reports whether every node's containerd has an image of that name.
 // (kind load itself would ask crictl, which the local node image lacks.)
 func onEveryNode(ctx context.Context, image string) (bool, error) {
-	out, err := exec.CommandContext(ctx, "docker", "ps", "--filter", "label=io.x-k8s.kind.cluster="+clusterName,
+	out, err := exec.CommandContext(ctx, "docker", "ps", "--filter", "label=io.x-k8s.kind.cluster="+stateOf(ctx).nodes,
 		"--format", `{{.Names}} {{.Label "io.x-k8s.kind.role"}}`).Output()
 	if err != nil {
 		return false, fmt.Errorf("listing the nodes of %s: %w", clusterName, err)
@@ -204,4 +228,23 @@ func destroyCluster(ctx context.Context, _ *envconf.Config) (context.Context, er
 		return ctx, nil
 	}
 	return ctx, cluster.Destroy(ctx)
+}
+
+// kindTestsSelected reports whether -run selects a test of the kind
+// cluster: `-run TestStart` alone needs none.
+func kindTestsSelected() bool {
+	f := flag.Lookup("test.run")
+	if f == nil || f.Value.String() == "" {
+		return true
+	}
+	re, err := regexp.Compile(f.Value.String())
+	if err != nil {
+		return true
+	}
+	for _, name := range []string{"TestPivot", "TestRecovery", "TestSmoke"} {
+		if re.MatchString(name) {
+			return true
+		}
+	}
+	return false
 }

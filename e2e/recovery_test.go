@@ -46,6 +46,14 @@ var drillRuns = func() int {
 	return 3
 }()
 
+// runsOf is how many times a drill repeats on the cluster under test.
+func runsOf(ctx context.Context) int {
+	if n := stateOf(ctx).runs; n > 0 {
+		return n
+	}
+	return drillRuns
+}
+
 // requirePivotedCluster is TestRecovery's setup. It skips the test unless the
 // control plane is self-hosted, takes the canaries of a kept cluster as they
 // are, and wants verify passing before anything is broken.
@@ -88,8 +96,8 @@ func deleteEveryAPIServerPod(ctx context.Context, t *testing.T, cfg *envconf.Con
 	if err := os.MkdirAll(artifactsDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for run := 1; run <= drillRuns; run++ {
-		report := filepath.Join(artifactsDir, fmt.Sprintf("drill-apiserver-run%d.html", run))
+	for run := 1; run <= runsOf(ctx); run++ {
+		report := filepath.Join(artifactsDir, fmt.Sprintf("%sdrill-apiserver-run%d.html", stateOf(ctx).prefix, run))
 		stdout, stderr, err := selfhostSplit(ctx, cfg, "verify", "--drill", "apiserver", "--yes", "-o", "json",
 			"--max-recovery", apiBackAfterDrill.String(), "--report", report)
 		var r drillResult
@@ -109,7 +117,7 @@ func deleteEveryAPIServerPod(ctx context.Context, t *testing.T, cfg *envconf.Con
 		checkDrillReport(ctx, t, report, d.FailedRequests)
 		checkCanaries(ctx, t, cfg)
 	}
-	t.Logf("median of %d runs: API back after %.1fs, DaemonSet Ready after %.1fs", drillRuns, median(back), median(recovered))
+	t.Logf("median of %d runs: API back after %.1fs, DaemonSet Ready after %.1fs", runsOf(ctx), median(back), median(recovered))
 	return ctx
 }
 
@@ -391,7 +399,7 @@ func restartEveryControlPlaneNode(ctx context.Context, t *testing.T, cfg *envcon
 	startDNSWatcher(ctx, t, quick)
 	defer stopDNSWatcher(ctx, quick)
 	var back, recovered, dnsBack []float64
-	for run := 1; run <= drillRuns; run++ {
+	for run := 1; run <= runsOf(ctx); run++ {
 		nodes := controlPlaneContainers(ctx, t) // in address order
 		before := nodeAddresses(ctx, t, nodes)
 		start := time.Now()
@@ -430,7 +438,7 @@ func restartEveryControlPlaneNode(ctx context.Context, t *testing.T, cfg *envcon
 		checkCanaries(ctx, t, cfg)
 	}
 	t.Logf("median of %d runs: API back after %.0fs, verify passed after %.0fs, DNS answered from the worker %.1fs after the API",
-		drillRuns, median(back), median(recovered), median(dnsBack))
+		runsOf(ctx), median(back), median(recovered), median(dnsBack))
 	return ctx
 }
 

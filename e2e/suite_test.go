@@ -4,6 +4,9 @@ import (
 	"testing"
 
 	"sigs.k8s.io/e2e-framework/pkg/features"
+	"sigs.k8s.io/e2e-framework/pkg/types"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/e2e/barenode"
 )
 
 // The suite, in the order it runs. Go runs a package's tests in the order
@@ -62,6 +65,33 @@ func TestSmoke(t *testing.T) {
 			Assess("CoreDNS resolves kubernetes.default.svc.cluster.local", coreDNSResolves).
 			Assess("a ClusterIP Service routes to a pod on another node", serviceRoutesAcrossNodes).
 			Teardown(deleteSmokeNamespace).
+			Feature(),
+	)
+}
+
+// TestStart boots a second cluster with no kubeadm, from render's assets on
+// bare kubelet nodes, as bootkube did, and proves it as the kind one is
+// proven. It runs last: it deletes the kind cluster to make room.
+func TestStart(t *testing.T) {
+	testenv.Test(t,
+		features.New("start boots a self-hosted cluster from render's assets on bare kubelet nodes").
+			Setup(makeRoomForStart).
+			Setup(onBare(func(c *barenode.Cluster) types.EnvFunc { return c.Create() })).
+			Setup(onBare(func(c *barenode.Cluster) types.EnvFunc {
+				return c.Render(pluginPath(), "--metrics-kubelet-insecure-tls", "--dns-off-control-plane")
+			})).
+			Setup(onBare(func(c *barenode.Cluster) types.EnvFunc { return c.LoadImages(kindPath(), extraImages()...) })).
+			Setup(onBare(func(c *barenode.Cluster) types.EnvFunc { return c.InstallAssets() })).
+			Setup(startTheCluster).
+			Setup(writeCanaries).
+			Assess("verify passes", verifyPasses).
+			Assess("a rerun of start changes nothing", startRerunIsNoOp).
+			Assess("no kubeadm anywhere, no bootstrap pod or credential left, every node Ready", noKubeadmAnywhere).
+			Assess("pod network, DNS and services", smokeOnBare).
+			Assess("every API server pod deleted by verify --drill apiserver", deleteEveryAPIServerPod).
+			Assess("every control-plane node restarted at once", restartEveryControlPlaneNode).
+			Assess("the canaries are byte-identical", checkCanaries).
+			Teardown(tearDownStart).
 			Feature(),
 	)
 }

@@ -2,7 +2,15 @@
 // pivot and verify both read.
 package kube
 
-import corev1 "k8s.io/api/core/v1"
+import (
+	"context"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+)
 
 // Namespace is where kubeadm and kubectl-selfhost run the control plane.
 const Namespace = "kube-system"
@@ -47,3 +55,18 @@ const AppLabel = "k8s-app"
 
 // AppSelector is the label selector of component's self-hosted pods.
 func AppSelector(component string) string { return AppLabel + "=" + component }
+
+// WaitReadyz waits until the API answers /readyz with "ok" times in a row,
+// every interval: one answer may come from the last server still up.
+func WaitReadyz(ctx context.Context, client kubernetes.Interface, times int, interval time.Duration) error {
+	streak := 0
+	return wait.PollUntilContextCancel(ctx, interval, true, func(ctx context.Context) (bool, error) {
+		body, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		if err != nil || strings.TrimSpace(string(body)) != "ok" {
+			streak = 0
+			return false, nil
+		}
+		streak++
+		return streak >= times, nil
+	})
+}

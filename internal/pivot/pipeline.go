@@ -6,7 +6,6 @@ package pivot
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -15,17 +14,11 @@ import (
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/images"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/progress"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/steps"
 )
 
 // Action is one step of the pivot.
-type Action interface {
-	// Name is what the progress output shows.
-	Name() string
-	// Done reports whether the cluster already has this step's outcome.
-	Done(ctx context.Context, c *Context) (bool, error)
-	// Execute performs the step and waits until its outcome holds.
-	Execute(ctx context.Context, c *Context) error
-}
+type Action = steps.Action[*Context]
 
 // Context carries what every action needs.
 type Context struct {
@@ -71,41 +64,10 @@ type Options struct {
 // Run executes the actions in order, skipping those already done. Each
 // action gets its own timeout.
 func Run(ctx context.Context, c *Context, actions []Action) error {
-	for _, a := range actions {
-		step := c.Status.Start(a.Name())
-		done, err := a.Done(ctx, c)
-		if err != nil {
-			step.End(err)
-			return fmt.Errorf("%s: %w", a.Name(), err)
-		}
-		if done {
-			step.Skip("already done")
-			continue
-		}
-		c.step = step
-		actx, cancel := context.WithTimeout(ctx, c.Options.StepTimeout)
-		err = a.Execute(actx, c)
-		cancel()
-		step.End(err)
-		if err != nil {
-			return fmt.Errorf("%s: %w", a.Name(), err)
-		}
-	}
-	return nil
+	return steps.Run(ctx, c.Status, c.Options.StepTimeout, c, actions, func(s *progress.Step) { c.step = s })
 }
 
 // Plan reports, without changing anything, which actions would run.
 func Plan(ctx context.Context, c *Context, actions []Action) error {
-	for _, a := range actions {
-		done, err := a.Done(ctx, c)
-		if err != nil {
-			return fmt.Errorf("%s: %w", a.Name(), err)
-		}
-		state := "would run"
-		if done {
-			state = "already done"
-		}
-		c.Status.Plan(a.Name(), state)
-	}
-	return nil
+	return steps.Plan(ctx, c.Status, c, actions)
 }

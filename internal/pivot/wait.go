@@ -3,7 +3,6 @@ package pivot
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -69,14 +68,5 @@ func waitDaemonSet(ctx context.Context, c *Context, ns, name string, want int) e
 // times in a row, pollInterval apart, before the next node is touched.
 func waitAPIHealthy(ctx context.Context, c *Context) error {
 	c.Waiting("the API to answer /readyz through %s five times in a row", c.Cluster.Endpoint.Host)
-	streak := 0
-	return wait.PollUntilContextCancel(ctx, pollInterval, true, func(ctx context.Context) (bool, error) {
-		body, err := c.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		if err != nil || strings.TrimSpace(string(body)) != "ok" {
-			streak = 0
-			return false, nil
-		}
-		streak++
-		return streak >= 5, nil
-	})
+	return kube.WaitReadyz(ctx, c.Client, 5, pollInterval)
 }

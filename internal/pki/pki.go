@@ -71,6 +71,8 @@ type CertConfig struct {
 	DNSNames     []string
 	IPs          []net.IP
 	Usages       []x509.ExtKeyUsage
+	// Validity is how long the certificate lasts; 0 is LeafValidity.
+	Validity time.Duration
 }
 
 // NewCA creates a self-signed CA.
@@ -117,7 +119,11 @@ func (ca *KeyPair) Issue(alg KeyAlgorithm, cfg CertConfig, now time.Time) (*KeyP
 	if err != nil {
 		return nil, err
 	}
-	notAfter := now.Add(LeafValidity).UTC()
+	validity := cfg.Validity
+	if validity == 0 {
+		validity = LeafValidity
+	}
+	notAfter := now.Add(validity).UTC()
 	if notAfter.After(ca.Cert.NotAfter) {
 		notAfter = ca.Cert.NotAfter // never outlive the issuer
 	}

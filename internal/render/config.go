@@ -30,6 +30,7 @@ type Input struct {
 	EtcdMembers        []string
 	BootstrapTokenTTL  time.Duration
 	KubeletInsecureTLS bool
+	DNSOffControlPlane bool
 	KubernetesVersion  string
 	CheckpointerImage  string
 	KeyAlgorithm       string
@@ -68,6 +69,7 @@ type Config struct {
 	// token; 0 keeps it until it is deleted.
 	BootstrapTokenTTL  time.Duration
 	KubeletInsecureTLS bool
+	DNSOffControlPlane bool
 	KubernetesVersion  string
 	Images             images.Set
 	KeyAlgorithm       pki.KeyAlgorithm
@@ -93,6 +95,7 @@ func (c *Config) Cluster() cluster.Config {
 		Images:             c.Images,
 		AppsNamespace:      c.AppsNamespace,
 		KubeletInsecureTLS: c.KubeletInsecureTLS,
+		DNSOffControlPlane: c.DNSOffControlPlane,
 		// bootkube ran two; required anti-affinity keeps them on separate nodes.
 		ControlPlaneReplicas: 2,
 	}
@@ -124,7 +127,7 @@ func (in Input) Parse() (*Config, error) {
 	if in.BootstrapTokenTTL < 0 {
 		return nil, fmt.Errorf("--bootstrap-token-ttl %s is negative; use 0 for a token that lasts until it is deleted", in.BootstrapTokenTTL)
 	}
-	c.BootstrapTokenTTL, c.KubeletInsecureTLS = in.BootstrapTokenTTL, in.KubeletInsecureTLS
+	c.BootstrapTokenTTL, c.KubeletInsecureTLS, c.DNSOffControlPlane = in.BootstrapTokenTTL, in.KubeletInsecureTLS, in.DNSOffControlPlane
 	if c.AltDNSNames, c.AltIPs, err = parseAltNames(in.APIServerAltNames); err != nil {
 		return nil, err
 	}

@@ -61,6 +61,7 @@ No cluster is contacted. Every input is checked before anything is written.`,
 	f.StringSliceVar(&in.EtcdMembers, "etcd-members", nil, "a static etcd member on each control-plane node, as name=ip (the node's name); instead of --etcd-servers")
 	f.DurationVar(&in.BootstrapTokenTTL, "bootstrap-token-ttl", in.BootstrapTokenTTL, "how long kubelets may join with the rendered bootstrap token (0: until it is deleted)")
 	f.BoolVar(&in.KubeletInsecureTLS, "metrics-kubelet-insecure-tls", false, "let metrics-server accept self-signed kubelet certificates")
+	f.BoolVar(&in.DNSOffControlPlane, "dns-off-control-plane", false, "keep CoreDNS off the control-plane nodes (give the cluster workers): DNS then outlives a restart of every one")
 	f.StringVar(&in.KubernetesVersion, "kubernetes-version", in.KubernetesVersion, "Kubernetes version of the control-plane images")
 	f.StringVar(&in.CheckpointerImage, "checkpointer-image", in.CheckpointerImage, "pod-checkpointer image")
 	f.StringVar(&in.KeyAlgorithm, "key-algorithm", in.KeyAlgorithm, fmt.Sprintf("private key algorithm: one of %v", pki.KeyAlgorithms))

@@ -31,6 +31,7 @@ API server back when every copy of it is gone.`,
 	root.AddCommand(
 		NewRenderCommand(streams),
 		NewBootstrapCommand(streams, configFlags),
+		NewStartCommand(streams),
 		NewVerifyCommand(streams, configFlags),
 		NewVersionCommand(streams, configFlags),
 	)
