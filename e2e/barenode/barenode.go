@@ -6,9 +6,11 @@
 package barenode
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"os/exec"
@@ -152,7 +154,8 @@ evictionHard:
 // InstallAssets gives each node exactly the files the README's "from
 // scratch" section lists, then starts its kubelet: every node the kubelet
 // configuration of its role, the drop-in, the bootstrap kubeconfig and the
-// CA certificate; a control-plane node also its etcd member.
+// CA certificate; a control-plane node also its etcd member; the first
+// control-plane node the whole asset directory.
 func (c *Cluster) InstallAssets() types.EnvFunc {
 	return func(ctx context.Context, cfg *envconf.Config) (context.Context, error) {
 		for _, n := range c.nodes() {
@@ -185,7 +188,7 @@ func (c *Cluster) InstallAssets() types.EnvFunc {
 				return ctx, err
 			}
 		}
-		return ctx, nil
+		return ctx, run(ctx, nil, "docker", "cp", c.AssetDir, c.ControlPlanes[0]+":"+firstNodeAssets)
 	}
 }
 
@@ -204,6 +207,9 @@ func (c *Cluster) copyTo(ctx context.Context, node, from, to string) error {
 	return run(ctx, nil, "docker", "exec", node, "chmod", fmt.Sprintf("%o", fi.Mode().Perm()), to)
 }
 
+// firstNodeAssets is where the first control-plane node keeps the assets.
+const firstNodeAssets = "/root/assets"
+
 // Start runs `kubectl selfhost start` as root on the first control-plane
 // node and points cfg at the cluster through the load balancer.
 func (c *Cluster) Start(selfhost string, args ...string) types.EnvFunc {
@@ -212,10 +218,7 @@ func (c *Cluster) Start(selfhost string, args ...string) types.EnvFunc {
 		if err := run(ctx, nil, "docker", "cp", selfhost, first+":/usr/local/bin/kubectl-selfhost"); err != nil {
 			return ctx, err
 		}
-		if err := run(ctx, nil, "docker", "cp", c.AssetDir, first+":/root/assets"); err != nil {
-			return ctx, err
-		}
-		out, err := exec.CommandContext(ctx, "docker", append([]string{"exec", first, "kubectl-selfhost", "start", "--asset-dir", "/root/assets"}, args...)...).CombinedOutput()
+		out, err := exec.CommandContext(ctx, "docker", append([]string{"exec", first, "kubectl-selfhost", "start", "--asset-dir", firstNodeAssets}, args...)...).CombinedOutput()
 		c.StartOutput = string(out)
 		if err != nil {
 			return ctx, fmt.Errorf("kubectl selfhost start on %s: %v\n%s", first, err, out)
@@ -226,6 +229,41 @@ func (c *Cluster) Start(selfhost string, args ...string) types.EnvFunc {
 		cfg.WithKubeconfigFile(c.Kubeconfig).WithClient(nil)
 		return ctx, nil
 	}
+}
+
+// KillStart runs start on the first control-plane node and SIGKILLs it
+// there once it prints marker; it returns what start printed until then.
+func (c *Cluster) KillStart(ctx context.Context, selfhost, marker string) (string, error) {
+	first := c.ControlPlanes[0]
+	if err := run(ctx, nil, "docker", "cp", selfhost, first+":/usr/local/bin/kubectl-selfhost"); err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, "docker", "exec", first, "kubectl-selfhost", "start", "--asset-dir", firstNodeAssets)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	var printed strings.Builder
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		printed.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), marker) {
+			// The process inside the node, not the docker exec client.
+			if err := run(ctx, nil, "docker", "exec", first, "pkill", "-KILL", "-f", "kubectl-selfhost start"); err != nil {
+				return printed.String(), err
+			}
+			break
+		}
+	}
+	io.Copy(io.Discard, stdout)
+	err = cmd.Wait()
+	if !strings.Contains(printed.String(), marker) {
+		return printed.String(), fmt.Errorf("start ended (%v) before it printed %q", err, marker)
+	}
+	return printed.String(), nil
 }
 
 // writeKubeconfig is the admin kubeconfig with the load balancer's port

@@ -62,12 +62,7 @@ func (*copySecrets) Execute(_ context.Context, c *Context) error {
 	if err := os.Chmod(c.Options.SecretsDir, 0o700); err != nil {
 		return err
 	}
-	for name, data := range c.Assets.Secrets {
-		if err := writeFile(filepath.Join(c.Options.SecretsDir, name), data, 0o600); err != nil {
-			return fmt.Errorf("cannot write %s: %w", name, err)
-		}
-	}
-	return nil
+	return writeFiles(c.Options.SecretsDir, c.Assets.Secrets)
 }
 
 // writeBootstrapPods hands the temporary control plane to the kubelet.
@@ -80,12 +75,7 @@ func (*writeBootstrapPods) Done(ctx context.Context, c *Context) (bool, error) {
 }
 
 func (*writeBootstrapPods) Execute(_ context.Context, c *Context) error {
-	for name, data := range c.Assets.BootstrapPods {
-		if err := writeFile(filepath.Join(c.Options.PodManifestDir, name), data, 0o600); err != nil {
-			return fmt.Errorf("cannot write %s: %w", name, err)
-		}
-	}
-	return nil
+	return writeFiles(c.Options.PodManifestDir, c.Assets.BootstrapPods)
 }
 
 // awaitTemporaryAPI waits until an API server answers through the endpoint.
@@ -244,7 +234,7 @@ func (*removeBootstrap) Name() string { return "Removing the bootstrap control p
 
 func (*removeBootstrap) Done(ctx context.Context, c *Context) (bool, error) {
 	_, err := os.Stat(c.Options.SecretsDir)
-	return !bootstrapPodsOnDisk(c) && os.IsNotExist(err), nil
+	return os.IsNotExist(err) && finished(ctx, c), nil
 }
 
 func (*removeBootstrap) Execute(ctx context.Context, c *Context) error {

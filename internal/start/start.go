@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -122,6 +121,16 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 	return os.Rename(tmp.Name(), path)
 }
 
+// writeFiles writes each file under dir, owner-only.
+func writeFiles(dir string, files map[string][]byte) error {
+	for name, data := range files {
+		if err := writeFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			return fmt.Errorf("cannot write %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
 // holdsFiles reports whether dir/name holds each content, with mode.
 func holdsFiles(dir string, files map[string][]byte, mode os.FileMode) bool {
 	for name, data := range files {
@@ -132,8 +141,4 @@ func holdsFiles(dir string, files map[string][]byte, mode os.FileMode) bool {
 		}
 	}
 	return true
-}
-
-func names(objs []*unstructured.Unstructured) string {
-	return fmt.Sprintf("%d objects", len(objs))
 }
