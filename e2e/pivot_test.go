@@ -55,7 +55,13 @@ const (
 // writeCanaries is TestPivot's setup: it writes the canaries and records their
 // digest for every later check.
 func writeCanaries(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-	client := clientset(t, cfg)
+	// 400 objects: client-go's default of 5 a second would take 80 s.
+	rc := rest.CopyConfig(cfg.Client().RESTConfig())
+	rc.QPS, rc.Burst = 50, 100
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: canaryNS}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
