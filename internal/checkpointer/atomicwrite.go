@@ -11,76 +11,23 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/atomicfile"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
-// Temporary names start with a dot: the kubelet ignores dot files in its
-// manifest directory, so it never reads a half-written manifest.
+// Names in a volume copy: the kubelet's atomic writer's.
 const (
-	tempPrefix    = ".tmp-"
 	dataLink      = "..data"
 	dataLinkTemp  = "..data_tmp"
 	versionPrefix = "..v-"
 )
-
-// afterTempWrite runs once a temporary file is complete and before it is
-// renamed. Tests use it to kill a writer at the worst moment.
-var afterTempWrite = func(string) {}
 
 // writeIfChanged writes data to path atomically unless path already holds it.
 func writeIfChanged(path string, data []byte) (bool, error) {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
 		return false, nil
 	}
-	return true, writeFileAtomic(path, data, 0o600, 0, 0)
-}
-
-// writeFileAtomic writes a temporary file in the same directory, syncs it and
-// renames it over path. A crash leaves either the old file or the new one,
-// plus at worst a temporary file that CleanTemp removes.
-func writeFileAtomic(path string, data []byte, mode fs.FileMode, uid, gid int64) error {
-	f, err := os.CreateTemp(filepath.Dir(path), tempPrefix+filepath.Base(path)+"-")
-	if err != nil {
-		return fmt.Errorf("cannot write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("cannot write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		return fail(err)
-	}
-	if uid != 0 || gid != 0 {
-		if err := f.Chown(int(uid), int(gid)); err != nil {
-			return fail(err)
-		}
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		return fail(err)
-	}
-	afterTempWrite(tmp)
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("cannot write %s: %w", path, err)
-	}
-	syncDir(filepath.Dir(path))
-	return nil
-}
-
-// syncDir makes a rename durable. Best effort: some file systems refuse it.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	return true, atomicfile.Write(path, data, 0o600, 0, 0)
 }
 
 // WriteVolume makes dir hold exactly files, the way the kubelet's atomic
@@ -109,7 +56,7 @@ func (d Disk) WriteVolume(dir string, files map[string]checkpoint.File, uid, gid
 		if err := mkdirPrivate(filepath.Dir(target), uid, gid); err != nil {
 			return false, err
 		}
-		if err := writeFileAtomic(target, f.Data, f.Mode, uid, gid); err != nil {
+		if err := atomicfile.Write(target, f.Data, f.Mode, uid, gid); err != nil {
 			return false, err
 		}
 		tops[strings.SplitN(name, "/", 2)[0]] = true
@@ -125,11 +72,11 @@ func (d Disk) WriteVolume(dir string, files map[string]checkpoint.File, uid, gid
 			return false, err
 		}
 	}
-	afterTempWrite(version)
+	atomicfile.AfterTempWrite(version)
 	if err := replaceSymlink(dir, dataLink, filepath.Base(version)); err != nil {
 		return false, err
 	}
-	syncDir(dir)
+	atomicfile.SyncDir(dir)
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		n := e.Name()
@@ -206,7 +153,7 @@ func cleanVolumeDir(dir string) (int, error) {
 	var errs []error
 	for _, e := range entries {
 		n := e.Name()
-		if (strings.HasPrefix(n, versionPrefix) && n != current) || n == dataLinkTemp || strings.HasPrefix(n, tempPrefix) {
+		if (strings.HasPrefix(n, versionPrefix) && n != current) || n == dataLinkTemp || strings.HasPrefix(n, atomicfile.TempPrefix) {
 			if err := os.RemoveAll(filepath.Join(dir, n)); err != nil {
 				errs = append(errs, err)
 			} else {

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/atomicfile"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
@@ -181,7 +182,7 @@ func (d Disk) CleanTemp() (int, error) {
 	for _, dir := range []string{d.ManifestDir, d.InactiveDir} {
 		entries, _ := os.ReadDir(dir)
 		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), tempPrefix) {
+			if strings.HasPrefix(e.Name(), atomicfile.TempPrefix) {
 				if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
 					errs = append(errs, err)
 				} else {

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/clock"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/atomicfile"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
@@ -184,7 +185,7 @@ func TestCrashHelper(t *testing.T) {
 		t.Skip("runs only as the child of a crash test")
 	}
 	root := os.Getenv("CHECKPOINT_CRASH_DIR")
-	afterTempWrite = func(string) {
+	atomicfile.AfterTempWrite = func(string) {
 		os.WriteFile(filepath.Join(root, "ready"), nil, 0o600)
 		time.Sleep(time.Minute) // killed here
 	}

@@ -5,7 +5,6 @@ package start
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/atomicfile"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/progress"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/steps"
 )
@@ -96,36 +96,12 @@ func Plan(ctx context.Context, c *Context) error {
 	return steps.Plan(ctx, c.Status, c, Actions())
 }
 
-// writeFile writes data with mode through a temporary file and a rename,
-// so a reader never sees half a file, and a key is never readable by others.
-func writeFile(path string, data []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
-// writeFiles writes each file under dir, owner-only.
+// writeFiles writes each file under dir, owner-only and atomically: the
+// kubelet never reads half a manifest.
 func writeFiles(dir string, files map[string][]byte) error {
 	for name, data := range files {
-		if err := writeFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			return fmt.Errorf("cannot write %s: %w", name, err)
+		if err := atomicfile.Write(filepath.Join(dir, name), data, 0o600, 0, 0); err != nil {
+			return err
 		}
 	}
 	return nil
