@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/e2e/barenode"
 )
 
 // The kind nodes are Docker containers. These helpers stop, start, inspect
@@ -42,11 +44,11 @@ func nodeAddresses(ctx context.Context, t *testing.T, nodes []string) []string {
 	t.Helper()
 	var out []string
 	for _, n := range nodes {
-		b, err := exec.CommandContext(ctx, "docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", n).Output()
+		a, err := barenode.Address(ctx, n)
 		if err != nil {
-			t.Fatalf("docker inspect %s: %v", n, err)
+			t.Fatal(err)
 		}
-		out = append(out, strings.TrimSpace(string(b)))
+		out = append(out, a)
 	}
 	return out
 }

@@ -109,6 +109,13 @@ func getenv(key, def string) string {
 	return def
 }
 
+// nodeImage is the node image of both clusters: E2E_NODE_IMAGE, or the
+// one the image factory builds.
+func nodeImage() string { return getenv("E2E_NODE_IMAGE", "kindest/node:"+images.KubernetesVersion) }
+
+// keepClusters reports whether E2E_KEEP=1 asks to keep the clusters.
+func keepClusters() bool { return os.Getenv("E2E_KEEP") == "1" }
+
 // kindPath is the kind binary: E2E_KIND, or the one make builds.
 func kindPath() string {
 	bin, _ := filepath.Abs(getenv("E2E_KIND", "../bin/kind"))
@@ -121,7 +128,7 @@ func createCluster(ctx context.Context, cfg *envconf.Config) (context.Context, e
 		// Without it, e2e-framework would try `go install` of an older kind.
 		return ctx, fmt.Errorf("kind binary %s is missing; run `make e2e` or set E2E_KIND: %w", kindBin, err)
 	}
-	image := getenv("E2E_NODE_IMAGE", "kindest/node:"+images.KubernetesVersion)
+	image := nodeImage()
 	if !kindTestsSelected() {
 		log.Printf("no test that needs the kind cluster is selected; not creating it")
 		return ctx, nil
@@ -223,7 +230,7 @@ func destroyCluster(ctx context.Context, _ *envconf.Config) (context.Context, er
 	if cluster == nil {
 		return ctx, nil
 	}
-	if os.Getenv("E2E_KEEP") == "1" {
+	if keepClusters() {
 		log.Printf("E2E_KEEP=1: keeping cluster %s (kubeconfig %s)", clusterName, cluster.GetKubeconfig())
 		return ctx, nil
 	}

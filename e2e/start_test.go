@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"log"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -16,7 +15,6 @@ import (
 	"sigs.k8s.io/e2e-framework/pkg/types"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/e2e/barenode"
-	"github.com/kubectl-selfhost/kubectl-selfhost/internal/images"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 )
 
@@ -26,7 +24,7 @@ import (
 const startCluster = "selfhost-start"
 
 func newStartCluster() *barenode.Cluster {
-	return barenode.New(startCluster, getenv("E2E_NODE_IMAGE", "kindest/node:"+images.KubernetesVersion), 3, 1)
+	return barenode.New(startCluster, nodeImage(), 3, 1)
 }
 
 // startClusterKey holds, in the context, the bare cluster TestStart runs on.
@@ -148,7 +146,7 @@ func tearDownStart(ctx context.Context, t *testing.T, cfg *envconf.Config) conte
 			t.Log(err)
 		}
 	}
-	if os.Getenv("E2E_KEEP") == "1" {
+	if keepClusters() {
 		t.Logf("E2E_KEEP=1: keeping the bare cluster %s (kubeconfig %s)", startCluster, c.Kubeconfig)
 		return ctx
 	}

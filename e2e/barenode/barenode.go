@@ -114,7 +114,7 @@ func (c *Cluster) Render(selfhost string, extraArgs ...string) types.EnvFunc {
 		c.AssetDir = filepath.Join(dir, "assets")
 		var members []string
 		for _, n := range c.ControlPlanes {
-			ip, err := address(ctx, n)
+			ip, err := Address(ctx, n)
 			if err != nil {
 				return ctx, err
 			}
@@ -320,7 +320,8 @@ func (c *Cluster) ExportLogs(ctx context.Context, dir string) error {
 	return os.WriteFile(filepath.Join(dir, c.LoadBalancer()+".log"), out, 0o644)
 }
 
-func address(ctx context.Context, container string) (string, error) {
+// Address is a node container's address on the kind network.
+func Address(ctx context.Context, container string) (string, error) {
 	out, err := exec.CommandContext(ctx, "docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container).Output()
 	if err != nil {
 		return "", fmt.Errorf("docker inspect %s: %w", container, err)

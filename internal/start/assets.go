@@ -37,14 +37,12 @@ type Assets struct {
 	// Waves are manifests/ in dependency order: namespaces; identities
 	// and RBAC; Secrets and ConfigMaps; workloads and the rest.
 	Waves [][]*unstructured.Unstructured
-	// CAs and the certificates each must sign, for preflight.
-	certs map[string][]byte
 }
 
 // LoadAssets reads and decodes the asset directory; a missing or broken
 // file is named in one sentence.
 func LoadAssets(dir string) (*Assets, error) {
-	a := &Assets{Dir: dir, Secrets: map[string][]byte{}, BootstrapPods: map[string][]byte{}, certs: map[string][]byte{}}
+	a := &Assets{Dir: dir, Secrets: map[string][]byte{}, BootstrapPods: map[string][]byte{}}
 	read := func(name string) ([]byte, error) {
 		data, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
@@ -69,7 +67,6 @@ func LoadAssets(dir string) (*Assets, error) {
 			return nil, err
 		}
 		a.Secrets[filepath.Base(name)] = data
-		a.certs[name] = data
 	}
 	for _, name := range []string{"bootstrap-apiserver.yaml", "bootstrap-controller-manager.yaml", "bootstrap-scheduler.yaml"} {
 		data, err := read(filepath.Join(render.BootstrapManifestDir, name))
@@ -90,6 +87,9 @@ func LoadAssets(dir string) (*Assets, error) {
 	}
 	return a, nil
 }
+
+// asset is a file of tls/ as the bootstrap pods get it, by its asset name.
+func (a *Assets) asset(name string) []byte { return a.Secrets[filepath.Base(name)] }
 
 // etcdServersOf reads --etcd-servers from the bootstrap API server's pod.
 func etcdServersOf(manifest []byte) ([]string, error) {
@@ -150,11 +150,11 @@ func (a *Assets) checkCertificates(hostNames []string) error {
 		render.FrontProxyClientCert: render.FrontProxyCACert, render.EtcdClientCert: render.EtcdCACert,
 	}
 	for leafName, caName := range chains {
-		leaf, err := pki.ParseCert(a.certs[leafName])
+		leaf, err := pki.ParseCert(a.asset(leafName))
 		if err != nil {
 			return fmt.Errorf("%s: %w", leafName, err)
 		}
-		ca, err := pki.ParseCert(a.certs[caName])
+		ca, err := pki.ParseCert(a.asset(caName))
 		if err != nil {
 			return fmt.Errorf("%s: %w", caName, err)
 		}
@@ -164,11 +164,11 @@ func (a *Assets) checkCertificates(hostNames []string) error {
 			return fmt.Errorf("%s is not signed by %s: %v; render the assets again", leafName, caName, err)
 		}
 		key := strings.TrimSuffix(leafName, ".crt") + ".key"
-		if _, err := pki.ParsePair(a.certs[leafName], a.certs[key]); err != nil {
+		if _, err := pki.ParsePair(a.asset(leafName), a.asset(key)); err != nil {
 			return fmt.Errorf("%s does not belong to %s: %v", key, leafName, err)
 		}
 	}
-	serving, _ := pki.ParseCert(a.certs[render.APIServerCert])
+	serving, _ := pki.ParseCert(a.asset(render.APIServerCert))
 	for _, h := range hostNames {
 		if serving.VerifyHostname(h) == nil {
 			return nil
@@ -184,7 +184,7 @@ const superAdminValidity = 2 * time.Hour
 // superAdmin is a client config for the assets' endpoint with a fresh
 // system:masters certificate signed by the cluster CA.
 func (a *Assets) superAdmin() (*rest.Config, error) {
-	ca, err := pki.ParseCA(a.Secrets["ca.crt"], a.Secrets["ca.key"])
+	ca, err := pki.ParseCA(a.asset(render.CACert), a.asset(render.CAKey))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", render.CAKey, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/progress"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/render"
 )
 
 // Preflight checks everything start needs and changes nothing: root, the
@@ -28,7 +29,7 @@ func Preflight(ctx context.Context, o Options, a *Assets, step *progress.Step, t
 		return err
 	}
 	if fi, err := os.Stat(o.PodManifestDir); err != nil || !fi.IsDir() {
-		return fmt.Errorf("the kubelet's static pod directory %s does not exist; is the kubelet installed with the rendered %s?", o.PodManifestDir, "kubelet/ files")
+		return fmt.Errorf("the kubelet's static pod directory %s does not exist; is the kubelet installed with the rendered kubelet/ files?", o.PodManifestDir)
 	}
 	if _, err := os.Stat(o.SecretsDir); err == nil && !holdsFiles(o.SecretsDir, a.Secrets, 0o600) {
 		return fmt.Errorf("%s holds credentials of other assets; remove it if no cluster uses it", o.SecretsDir)
@@ -55,12 +56,12 @@ func hostNames(node string) []string {
 // awaitEtcdQuorum waits until most etcd servers complete a TLS handshake
 // with the API server's etcd client certificate.
 func awaitEtcdQuorum(ctx context.Context, a *Assets, step *progress.Step, timeout time.Duration) error {
-	cert, err := tls.X509KeyPair(a.Secrets["etcd-client.crt"], a.Secrets["etcd-client.key"])
+	cert, err := tls.X509KeyPair(a.asset(render.EtcdClientCert), a.asset(render.EtcdClientKey))
 	if err != nil {
 		return fmt.Errorf("the etcd client certificate does not load: %v", err)
 	}
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(a.Secrets["etcd-client-ca.crt"])
+	roots.AppendCertsFromPEM(a.asset(render.EtcdCACert))
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: roots, MinVersion: tls.VersionTLS12}
 	var down []string
 	ctx, cancel := context.WithTimeout(ctx, timeout)

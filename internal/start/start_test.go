@@ -101,7 +101,9 @@ func TestCertificateChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.certs[render.APIServerCert], a.certs[render.APIServerKey] = other.certs[render.APIServerCert], other.certs[render.APIServerKey]
+	for _, f := range []string{render.APIServerCert, render.APIServerKey} {
+		a.Secrets[filepath.Base(f)] = other.asset(f)
+	}
 	if err := a.checkCertificates([]string{"10.0.0.12"}); err == nil || !strings.Contains(err.Error(), "is not signed by") {
 		t.Errorf("a foreign certificate: %v", err)
 	}
@@ -122,7 +124,7 @@ func TestSuperAdminIsShortLived(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := pki.ParseCert(a.Secrets["ca.crt"])
+	ca, _ := pki.ParseCert(a.asset(render.CACert))
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)
 	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
