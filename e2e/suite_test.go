@@ -69,6 +69,29 @@ func TestSmoke(t *testing.T) {
 	)
 }
 
+// TestRevertAndRecover takes the ways out: revert to static pods and pivot
+// again, then lose every API server and bring them back from etcd.
+func TestRevertAndRecover(t *testing.T) {
+	testenv.Test(t,
+		features.New("revert returns the control plane to static pods; bootstrap pivots it again").
+			Setup(requirePivotedCluster).
+			Assess("revert with no failed request", revertToStatic).
+			Assess("verify --expect static passes", verifyStaticPasses).
+			Assess("no checkpoint, checkpointer file or extra manifest left on any node", noCheckpointLeft).
+			Assess("kubeadm upgrade plan runs on the first node", kubeadmUpgradePlanRuns).
+			Assess("a rerun of revert changes nothing", revertRerunIsNoOp).
+			Assess("the canaries are byte-identical", checkCanaries).
+			Assess("bootstrap pivots the reverted cluster; verify passes", pivotAgain).
+			Feature(),
+		features.New("recover brings the control plane back from etcd").
+			Setup(requirePivotedCluster).
+			Assess("both DaemonSets deleted; no API server answers for 60 s", loseEveryAPIServer).
+			Assess("recover on a master brings the API back; verify passes", recoverFromEtcd).
+			Assess("the canaries are byte-identical", checkCanaries).
+			Feature(),
+	)
+}
+
 // TestStart boots a second cluster with no kubeadm, from render's assets on
 // bare kubelet nodes, as bootkube did, and proves it as the kind one is
 // proven. It runs last: it deletes the kind cluster to make room.

@@ -1,6 +1,7 @@
 package nodecreds
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/atomicfile"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/restjson"
 )
 
@@ -37,6 +39,8 @@ type Config struct {
 	TokenFile    string
 	CAFile       string
 	Timeout      time.Duration
+	// Restore writes the Secret's items back to the files instead.
+	Restore bool
 }
 
 // Store reads and writes the one Secret.
@@ -66,6 +70,44 @@ func Run(ctx context.Context, c Config, store Store, log *slog.Logger, now time.
 		return err
 	}
 	log.Info("stored the API server's credentials", "secret", c.Namespace+"/"+c.Secret, "items", len(data), "reissued", reissued)
+	return nil
+}
+
+// Restore writes each item of the Secret back to its file in the pki
+// directory, 0600, replaced atomically and only when it differs: what a
+// revert to static pods needs. It logs file names, never content.
+func Restore(ctx context.Context, c Config, store Store, log *slog.Logger) error {
+	var stored map[string][]byte
+	if err := retry(ctx, func() (err error) { stored, err = store.Get(ctx); return err }); err != nil {
+		return err
+	}
+	if stored == nil {
+		return fmt.Errorf("Secret %s/%s does not exist", c.Namespace, c.Secret)
+	}
+	var written []string
+	unchanged := 0
+	for _, it := range c.Plan.Items {
+		data, ok := stored[it.Key]
+		if !ok {
+			return fmt.Errorf("Secret %s/%s has no item %s", c.Namespace, c.Secret, it.Key)
+		}
+		if !filepath.IsLocal(it.Path) {
+			return fmt.Errorf("%s is not under %s", it.Path, c.PKIDir)
+		}
+		path := filepath.Join(c.PKIDir, it.Path)
+		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+			unchanged++
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return err
+		}
+		if err := atomicfile.Write(path, data, 0o600, 0, 0); err != nil {
+			return err
+		}
+		written = append(written, it.Path)
+	}
+	log.Info("restored the API server's credentials", "secret", c.Namespace+"/"+c.Secret, "dir", c.PKIDir, "written", written, "unchanged", unchanged)
 	return nil
 }
 
@@ -162,6 +204,7 @@ func Main(args []string, log *slog.Logger) error {
 	fs.StringVar(&c.TokenFile, "token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token", "short-lived service account token")
 	fs.StringVar(&c.CAFile, "ca-file", "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt", "CA bundle of the API server")
 	fs.DurationVar(&c.Timeout, "request-timeout", 30*time.Second, "timeout of each API request")
+	fs.BoolVar(&c.Restore, "restore", false, "write the Secret's items back to their files (0600) instead of storing the files")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -195,6 +238,9 @@ func Main(args []string, log *slog.Logger) error {
 		path: "/api/v1/namespaces/" + url.PathEscape(c.Namespace) + "/secrets/" + url.PathEscape(c.Secret)}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	if c.Restore {
+		return Restore(ctx, c, store, log)
+	}
 	return Run(ctx, c, store, log, time.Now())
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"sync"
+
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/record"
 )
 
 // Actions is the whole pivot, in order. Each node's static pods learn to
@@ -36,7 +38,24 @@ func Actions(c *Cluster, o Options) []Action {
 	return append(actions,
 		&together{name: "Running " + others + " as Deployments", actions: create},
 		&together{name: "Removing static " + others + " from every node", actions: remove},
-		&installAddons{})
+		&installAddons{},
+		&recordForRecovery{})
+}
+
+// recordForRecovery keeps the recovery record (package record) in step with
+// the DaemonSets, for `kubectl selfhost recover`.
+type recordForRecovery struct{}
+
+func (*recordForRecovery) Name() string {
+	return "Recording the API server and checkpointer DaemonSets for recover"
+}
+
+func (*recordForRecovery) Done(ctx context.Context, c *Context) (bool, error) {
+	return record.Held(ctx, c.Client)
+}
+
+func (*recordForRecovery) Execute(ctx context.Context, c *Context) error {
+	return record.Write(ctx, c.Client, c.Dynamic)
 }
 
 // together runs independent actions at once, as one step that is done

@@ -38,6 +38,8 @@ type agentJob struct {
 	Args []string
 	// HostPID lets the script see, and signal, the node's processes.
 	HostPID bool
+	// WritePKI mounts kubeadm's pki directory writable for Args.
+	WritePKI bool
 }
 
 // agentDeadline bounds a node agent's pod, so one left behind by a killed
@@ -181,7 +183,8 @@ func agentPod(name string, j agentJob, image string) *corev1.Pod {
 const tokenTTL = 10 * time.Minute
 
 // credentialsAgentPod runs the credentials agent (nodecreds) with kubeadm's pki directory
-// read-only, no capabilities, and a token that expires in minutes.
+// (read-only unless it restores files), no capabilities, and a token that
+// expires in minutes.
 func credentialsAgentPod(name string, j agentJob, image string) *corev1.Pod {
 	p := basePod(name, j)
 	p.Spec.ServiceAccountName = credentialsAgent
@@ -195,7 +198,7 @@ func credentialsAgentPod(name string, j agentJob, image string) *corev1.Pod {
 			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		},
 		VolumeMounts: []corev1.VolumeMount{
-			{Name: "pki", MountPath: kubeadmPKI, ReadOnly: true},
+			{Name: "pki", MountPath: kubeadmPKI, ReadOnly: !j.WritePKI},
 			{Name: "token", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", ReadOnly: true},
 		},
 	}}

@@ -84,11 +84,11 @@ func TestPreflightAcceptsKubeadmCluster(t *testing.T) {
 		t.Errorf("mirror pods %v", c.Mirror)
 	}
 	// A port-sharing pass per node, the API server's 1 + 3 steps, the other
-	// two components' 2 together, the add-ons.
-	if got := len(Actions(c, Options{Certs: CertsHostPath})); got != 2+3+(1+3)+2+1 {
+	// two components' 2 together, the add-ons, the recovery record.
+	if got := len(Actions(c, Options{Certs: CertsHostPath})); got != 2+3+(1+3)+2+1+1 {
 		t.Errorf("%d actions with --certs hostpath", got)
 	}
-	if got := len(Actions(c, Options{Certs: CertsSecret})); got != 2+3+(1+3)+2+1+1 {
+	if got := len(Actions(c, Options{Certs: CertsSecret})); got != 2+3+(1+3)+2+1+1+1 {
 		t.Errorf("%d actions with --certs secret", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
@@ -69,4 +70,26 @@ func waitDaemonSet(ctx context.Context, c *Context, ns, name string, want int) e
 func waitAPIHealthy(ctx context.Context, c *Context) error {
 	c.Waiting("the API to answer /readyz through %s five times in a row", c.Cluster.Endpoint.Host)
 	return kube.WaitReadyz(ctx, c.Client, 5, pollInterval)
+}
+
+// SelfHostedAPIServerOn says what the self-hosted API server still lacks on
+// node, "" when nothing: a Ready DaemonSet pod and an inactive checkpoint of
+// it. start and recover wait on it before their static pods step aside.
+func SelfHostedAPIServerOn(ctx context.Context, client kubernetes.Interface, node string) string {
+	pods, err := client.CoreV1().Pods(kube.Namespace).List(ctx, metav1.ListOptions{LabelSelector: kube.AppSelector("kube-apiserver"), FieldSelector: "spec.nodeName=" + node})
+	if err != nil {
+		return "the API to answer"
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.Spec.NodeName != node || !kube.OwnedBy(p, "DaemonSet", "kube-apiserver") || !kube.PodReady(p) {
+			continue
+		}
+		st, err := checkpoint.ReadNodeStatus(ctx, client.CoreV1().ConfigMaps(kube.Namespace), node)
+		if err != nil || !st.HasInactive(p.Name) {
+			return "pod-checkpointer to hold an inactive checkpoint of " + p.Name + " on " + node
+		}
+		return ""
+	}
+	return "a Ready self-hosted kube-apiserver on " + node
 }

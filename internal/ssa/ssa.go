@@ -115,3 +115,24 @@ func sameContent(a, b *unstructured.Unstructured) bool {
 	}
 	return equality.Semantic.DeepEqual(content(a), content(b))
 }
+
+// Exists reports whether the cluster holds an object of obj's kind and name.
+func Exists(ctx context.Context, d dynamic.Interface, obj *unstructured.Unstructured) (bool, error) {
+	_, err := resourceFor(d, obj).Get(ctx, obj.GetName(), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("cannot read %s %s: %w", obj.GetKind(), obj.GetName(), err)
+	}
+	return true, nil
+}
+
+// Delete deletes the object of obj's kind and name; one already gone is fine.
+func Delete(ctx context.Context, d dynamic.Interface, obj *unstructured.Unstructured) error {
+	err := resourceFor(d, obj).Delete(ctx, obj.GetName(), metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("cannot delete %s %s: %w", obj.GetKind(), obj.GetName(), err)
+	}
+	return nil
+}

@@ -9,15 +9,15 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pivot"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/record"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/ssa"
-	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
 const pollInterval = time.Second
@@ -197,23 +197,8 @@ func (*awaitSelfHosted) Execute(ctx context.Context, c *Context) error {
 // this node, "" when nothing: a Ready API server pod with an inactive
 // checkpoint, and a Ready controller manager and scheduler somewhere.
 func selfHostedHere(ctx context.Context, c *Context) string {
-	node := c.Options.NodeName
-	pods, err := c.Client.CoreV1().Pods(kube.Namespace).List(ctx, metav1.ListOptions{LabelSelector: kube.AppSelector("kube-apiserver"), FieldSelector: "spec.nodeName=" + node})
-	if err != nil {
-		return "the API to answer"
-	}
-	var apiServer *corev1.Pod
-	for i := range pods.Items {
-		if kube.OwnedBy(&pods.Items[i], "DaemonSet", "kube-apiserver") && kube.PodReady(&pods.Items[i]) {
-			apiServer = &pods.Items[i]
-		}
-	}
-	if apiServer == nil {
-		return "a Ready self-hosted kube-apiserver on " + node
-	}
-	st, err := checkpoint.ReadNodeStatus(ctx, c.Client.CoreV1().ConfigMaps(kube.Namespace), node)
-	if err != nil || !st.HasInactive(apiServer.Name) {
-		return "pod-checkpointer to hold an inactive checkpoint of " + apiServer.Name + " on " + node
+	if why := pivot.SelfHostedAPIServerOn(ctx, c.Client, c.Options.NodeName); why != "" {
+		return why
 	}
 	for _, d := range []string{"kube-controller-manager", "kube-scheduler"} {
 		dep, err := c.Client.AppsV1().Deployments(kube.Namespace).Get(ctx, d, metav1.GetOptions{})
@@ -257,4 +242,24 @@ func (*removeBootstrap) Execute(ctx context.Context, c *Context) error {
 		return fmt.Errorf("the API does not answer without the bootstrap API server: %w", err)
 	}
 	return os.RemoveAll(c.Options.SecretsDir)
+}
+
+// recordForRecovery writes the recovery record that `kubectl selfhost
+// recover` reads from etcd when no API server is left.
+type recordForRecovery struct{}
+
+func (*recordForRecovery) Name() string {
+	return "Recording the API server and checkpointer DaemonSets for recover"
+}
+
+// Done asks the API, which may not answer yet: that is not done.
+func (*recordForRecovery) Done(ctx context.Context, c *Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	held, err := record.Held(ctx, c.Client)
+	return err == nil && held, nil
+}
+
+func (*recordForRecovery) Execute(ctx context.Context, c *Context) error {
+	return record.Write(ctx, c.Client, c.Dynamic)
 }

@@ -82,6 +82,7 @@ func Actions() []Action {
 		&createControlPlane{},
 		&labelControlPlane{},
 		&awaitSelfHosted{},
+		&recordForRecovery{},
 		&removeBootstrap{},
 	}
 }

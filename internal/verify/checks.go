@@ -14,6 +14,7 @@ import (
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/check"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/record"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 
 	clusterconfig "github.com/kubectl-selfhost/kubectl-selfhost/internal/cluster"
@@ -43,6 +44,7 @@ func (c *cluster) checks() []check.Checker {
 	return append(checks,
 		check.Named("pod-checkpointer", c.checkCheckpointers),
 		check.Named("apiserver checkpoints", c.checkCheckpoints),
+		check.Named("recovery record", c.checkRecord),
 		check.Named("flannel", c.checkFlannel),
 		check.Named("certificates", c.checkCertificates))
 }
@@ -248,6 +250,19 @@ func (c *cluster) reportAge(st checkpoint.NodeStatus) (time.Duration, time.Time)
 		written = st.Updated
 	}
 	return c.now.Sub(written), written
+}
+
+// checkRecord wants the recovery record to hold the DaemonSets as they are:
+// recover would bring back what it holds.
+func (c *cluster) checkRecord(ctx context.Context) (string, error) {
+	held, err := record.Held(ctx, c.client)
+	if err != nil {
+		return "", err
+	}
+	if !held {
+		return "", fmt.Errorf("ConfigMap %s/%s does not hold the kube-apiserver and pod-checkpointer DaemonSets as they are; run kubectl selfhost bootstrap to record them", kube.Namespace, record.Name)
+	}
+	return fmt.Sprintf("ConfigMap %s/%s holds both DaemonSets for recover", kube.Namespace, record.Name), nil
 }
 
 func (c *cluster) checkFlannel(ctx context.Context) (string, error) {

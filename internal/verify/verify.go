@@ -44,6 +44,8 @@ type Verifier struct {
 	// Clock tells the time by the API server's clock; nil reads the Date of
 	// the server's answer (ServerTime).
 	Clock func(context.Context) time.Time
+	// Expect is ExpectSelfHosted (the default when empty) or ExpectStatic.
+	Expect string
 }
 
 // cluster is what the checks read, fetched once, and the client for the
@@ -66,6 +68,15 @@ func (v *Verifier) Run(ctx context.Context) (*Report, error) {
 	c, err := v.read(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if v.Expect == ExpectStatic {
+		results := check.All(ctx, append(c.staticChecks(), check.Named("dns", v.checkDNS))...)
+		r := &Report{Results: results, Passed: results.Passed()}
+		r.Summary = fmt.Sprintf("%d of %d checks failed.", results.Failed(), len(results))
+		if r.Passed {
+			r.Summary = fmt.Sprintf("Static control plane, healthy: every check passed (%d checks).", len(results))
+		}
+		return r, nil
 	}
 	results := check.All(ctx, append(c.checks(), check.Named("dns", v.checkDNS))...)
 	r := &Report{Results: results, Passed: results.Passed()}
@@ -90,6 +101,9 @@ func (v *Verifier) Failing(ctx context.Context) (string, error) {
 	c, err := v.read(ctx)
 	if err != nil {
 		return "", err
+	}
+	if v.Expect == ExpectStatic {
+		return check.All(ctx, c.staticChecks()...).Failing(), nil
 	}
 	return check.All(ctx, c.checks()...).Failing(), nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/check"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pki"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/record"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
@@ -124,6 +125,11 @@ func selfHosted(t *testing.T) *world {
 		&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "kube-controller-manager", Namespace: kube.Namespace}},
 		&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "kube-scheduler", Namespace: kube.Namespace}},
 		status(t, checkpoint.PhaseInactive), credentials(t, 300*24*time.Hour))
+	rec, err := record.Build(context.Background(), fake.NewClientset(w.objs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	add(rec)
 	return w
 }
 
@@ -199,7 +205,7 @@ func TestSelfHostedClusterPasses(t *testing.T) {
 			t.Errorf("%s failed: %s", res.Check, res.Detail)
 		}
 	}
-	if !r.Passed || !r.SelfHosted || len(r.Results) != 11 {
+	if !r.Passed || !r.SelfHosted || len(r.Results) != 12 {
 		t.Errorf("passed=%v selfHosted=%v checks=%d: %s", r.Passed, r.SelfHosted, len(r.Results), r.Summary)
 	}
 }
@@ -279,6 +285,14 @@ func TestEachFaultFailsItsCheck(t *testing.T) {
 		}},
 		{"dns", "dns", "did not resolve from a probe pod: NXDOMAIN", func(w *world) {
 			w.dns = errors.New("NXDOMAIN")
+		}},
+		{"API server changed since it was recorded", "recovery record", "run kubectl selfhost bootstrap to record them", func(w *world) {
+			changed := ds(kube.Namespace, "kube-apiserver", 3, 3)
+			changed.Spec.Template.Spec.Containers = []corev1.Container{{Name: "kube-apiserver", Image: "registry.k8s.io/kube-apiserver:v1.37.3"}}
+			w.replace(named("kube-apiserver"), changed)
+		}},
+		{"no recovery record", "recovery record", "selfhost-recovery does not hold", func(w *world) {
+			w.replace(named(record.Name))
 		}},
 	}
 	for _, tc := range cases {
@@ -408,5 +422,57 @@ func TestAStaleReportFailsByTheServersClock(t *testing.T) {
 	w.now = server.Add(-9 * time.Minute)
 	if res := result(w.run(t), "apiserver checkpoints"); !res.Passed {
 		t.Fatalf("a report written a minute ago: %q", res.Detail)
+	}
+}
+
+// reverted is the cluster after revert: static pods, no checkpointer.
+func reverted() *world {
+	w := kubeadm()
+	w.objs = append(w.objs, ds(FlannelNamespace, FlannelDaemonSet, 4, 4))
+	return w
+}
+
+func (w *world) runStatic(t *testing.T) *Report {
+	t.Helper()
+	v := &Verifier{Client: fake.NewClientset(w.objs...), DNS: fakeDNS{w.dns}, ClusterDomain: "cluster.local", Expect: ExpectStatic}
+	r, err := v.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// --expect static passes a reverted cluster, says so plainly, and fails
+// each thing a revert must leave behind, by name.
+func TestExpectStatic(t *testing.T) {
+	r := reverted().runStatic(t)
+	if !r.Passed || r.SelfHosted || !strings.HasPrefix(r.Summary, "Static control plane, healthy") {
+		t.Fatalf("a reverted cluster: passed=%v selfHosted=%v %q: %s", r.Passed, r.SelfHosted, r.Summary, r.Failing())
+	}
+	if r := selfHosted(t).runStatic(t); r.Passed {
+		t.Error("a self-hosted cluster passed --expect static")
+	}
+	cases := []struct {
+		name, check, detail string
+		breakIt             func(*world)
+	}{
+		{"static pod missing", "static kube-scheduler", "no Ready static pod on cp2", func(w *world) { w.replace(named("kube-scheduler-cp2")) }},
+		{"checkpointer left", "no self-hosted workloads", "DaemonSet pod-checkpointer", func(w *world) {
+			w.objs = append(w.objs, ds(kube.Namespace, CheckpointerDaemonSet, 3, 3))
+		}},
+		{"Deployment left", "no self-hosted workloads", "Deployment kube-scheduler", func(w *world) { w.objs = append(w.objs, deploy("kube-scheduler", 3, 3)) }},
+		{"checkpoint runs", "no checkpoints", "kube-system-kube-apiserver-x-cp1", func(w *world) {
+			w.objs = append(w.objs, pod("kube-system-kube-apiserver-x-cp1", "cp1", "kube-apiserver", nil, map[string]string{checkpoint.CheckpointOfAnnotation: "kube-apiserver-x"}))
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := reverted()
+			tc.breakIt(w)
+			got := result(w.runStatic(t), tc.check)
+			if got.Passed || !strings.Contains(got.Detail, tc.detail) {
+				t.Errorf("%s: passed=%v detail %q, want failure containing %q", tc.check, got.Passed, got.Detail, tc.detail)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -85,20 +86,12 @@ func (o *BootstrapOptions) Validate() error {
 			return fmt.Errorf("--apps-namespace %q is not a valid namespace name: %s", ns, errs[0])
 		}
 	}
-	if err := images.CheckReference("--checkpointer-image", o.Pivot.CheckpointerImage); err != nil {
-		return err
-	}
-	return images.CheckReference("--tools-image", o.Pivot.ToolsImage)
+	return checkAgentImages(o.Pivot)
 }
 
 // Complete builds the clients from kubectl's flags.
-func (o *BootstrapOptions) Complete() error {
-	cfg, client, err := clientsFor(o.configFlags)
-	if err != nil {
-		return err
-	}
-	o.client = client
-	o.dynamic, err = dynamic.NewForConfig(cfg)
+func (o *BootstrapOptions) Complete() (err error) {
+	o.client, o.dynamic, err = applyClientsFor(o.configFlags, 0)
 	return err
 }
 
@@ -122,7 +115,24 @@ func (o *BootstrapOptions) Run(ctx context.Context) error {
 		fmt.Fprintf(o.Out, "Plan for %d control-plane nodes (%s), nothing will be changed:\n", len(cluster.ControlPlane), cluster.Endpoint.Host)
 		return pivot.Plan(ctx, pc, actions)
 	}
-	// Node agents a killed run left behind go first, and this run's at the end.
+	if err := runWithNodeAgents(ctx, pc, actions, o.ErrOut); err != nil {
+		return fmt.Errorf("%w; run bootstrap again to resume", err)
+	}
+	fmt.Fprintf(o.Out, "The control plane is self-hosted (%s). Check it with: kubectl selfhost verify\n", time.Since(start).Round(time.Second))
+	return nil
+}
+
+// checkAgentImages checks the references of the images that run on nodes.
+func checkAgentImages(o pivot.Options) error {
+	if err := images.CheckReference("--checkpointer-image", o.CheckpointerImage); err != nil {
+		return err
+	}
+	return images.CheckReference("--tools-image", o.ToolsImage)
+}
+
+// runWithNodeAgents runs the actions, first removing the node agents a
+// killed run left behind, and at the end this run's.
+func runWithNodeAgents(ctx context.Context, pc *pivot.Context, actions []pivot.Action, errOut io.Writer) error {
 	if err := pivot.RemoveAgents(ctx, pc); err != nil {
 		return err
 	}
@@ -130,14 +140,10 @@ func (o *BootstrapOptions) Run(ctx context.Context) error {
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
 		if err := pivot.RemoveAgents(cleanup, pc); err != nil {
-			fmt.Fprintf(o.ErrOut, "warning: %v\n", err)
+			fmt.Fprintf(errOut, "warning: %v\n", err)
 		}
 	}()
-	if err := pivot.Run(ctx, pc, actions); err != nil {
-		return fmt.Errorf("%w; run bootstrap again to resume", err)
-	}
-	fmt.Fprintf(o.Out, "The control plane is self-hosted (%s). Check it with: kubectl selfhost verify\n", time.Since(start).Round(time.Second))
-	return nil
+	return pivot.Run(ctx, pc, actions)
 }
 
 func isTerminal(w any) bool {

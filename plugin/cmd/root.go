@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -31,6 +32,8 @@ API server back when every copy of it is gone.`,
 	root.AddCommand(
 		NewRenderCommand(streams),
 		NewBootstrapCommand(streams, configFlags),
+		NewRevertCommand(streams, configFlags),
+		NewRecoverCommand(streams, configFlags),
 		NewStartCommand(streams),
 		NewVerifyCommand(streams, configFlags),
 		NewVersionCommand(streams, configFlags),
@@ -60,4 +63,21 @@ func clientsFor(configFlags *genericclioptions.ConfigFlags) (*rest.Config, kuber
 	cfg.QPS, cfg.Burst = clientQPS, 2*clientQPS
 	client, err := kubernetes.NewForConfig(cfg)
 	return cfg, client, err
+}
+
+// applyClientsFor is clientsFor with a dynamic client for server-side
+// apply; a timeout other than 0 replaces the requests' timeout.
+func applyClientsFor(configFlags *genericclioptions.ConfigFlags, timeout time.Duration) (kubernetes.Interface, dynamic.Interface, error) {
+	cfg, client, err := clientsFor(configFlags)
+	if err != nil {
+		return nil, nil, err
+	}
+	if timeout != 0 {
+		cfg.Timeout = timeout
+		if client, err = kubernetes.NewForConfig(cfg); err != nil {
+			return nil, nil, err
+		}
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	return client, dyn, err
 }

@@ -20,6 +20,7 @@ type VerifyOptions struct {
 	genericiooptions.IOStreams
 	configFlags   *genericclioptions.ConfigFlags
 	Output        string
+	Expect        string
 	ProbeImage    string
 	ClusterDomain string
 	Timeout       time.Duration
@@ -50,6 +51,11 @@ func NewVerifyCommand(streams genericiooptions.IOStreams, configFlags *genericcl
   - flannel is ready on every node, and DNS resolves from a probe pod.
 It exits 0 only when every check passes.
 
+--expect static checks a static control plane instead, as revert leaves it:
+a Ready static kube-apiserver, kube-controller-manager and kube-scheduler on
+every control-plane node, no self-hosted workload, no pod-checkpointer and no
+running checkpoint, flannel and DNS.
+
 --drill apiserver first deletes every kube-apiserver pod at once and measures
 how long the cluster takes to bring itself back through its checkpoints, then
 waits for the checks to pass again before it runs them. --report writes the
@@ -58,6 +64,7 @@ drill's timeline as an HTML page that needs no network. It asks before acting
 ready to take over, and fails over --max-recovery.`,
 		Example: `  kubectl selfhost verify
   kubectl selfhost verify -o json
+  kubectl selfhost verify --expect static
   kubectl selfhost verify --drill apiserver --yes --max-recovery 45s
   kubectl selfhost verify --drill apiserver --yes --report drill.html`,
 		Args: cobra.NoArgs,
@@ -72,6 +79,7 @@ ready to take over, and fails over --max-recovery.`,
 		},
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: json (default: a table)")
+	cmd.Flags().StringVar(&o.Expect, "expect", verify.ExpectSelfHosted, "what the control plane should be: "+verify.ExpectSelfHosted+", or "+verify.ExpectStatic+" (static pods with no checkpointer, as revert leaves it)")
 	cmd.Flags().StringVar(&o.ProbeImage, "probe-image", images.ProbeImage, "image of the DNS probe pod (it runs nslookup)")
 	cmd.Flags().StringVar(&o.ClusterDomain, "cluster-domain", "", "cluster DNS domain (default: kubeadm's dnsDomain, else "+cluster.DefaultDomain+")")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 5*time.Minute, "how long the DNS probe pod, and each phase of a drill, may take")
@@ -89,6 +97,12 @@ func (o *VerifyOptions) Validate() error {
 	}
 	if o.Timeout <= 0 {
 		return fmt.Errorf("--timeout must be positive")
+	}
+	if o.Expect != verify.ExpectSelfHosted && o.Expect != verify.ExpectStatic {
+		return fmt.Errorf("--expect must be %s or %s, not %q", verify.ExpectSelfHosted, verify.ExpectStatic, o.Expect)
+	}
+	if o.Drill != "" && o.Expect == verify.ExpectStatic {
+		return fmt.Errorf("--drill needs a self-hosted control plane; it cannot run with --expect %s", verify.ExpectStatic)
 	}
 	if o.Drill != "" && o.Drill != "apiserver" {
 		return fmt.Errorf("--drill %q is not a drill: the one drill is apiserver", o.Drill)
@@ -121,6 +135,7 @@ func (o *VerifyOptions) Run(ctx context.Context) error {
 	v := &verify.Verifier{
 		Client:        o.client,
 		ClusterDomain: o.ClusterDomain,
+		Expect:        o.Expect,
 		DNS:           &verify.PodDNSProber{Client: o.client, Namespace: "default", Image: o.ProbeImage, Timeout: o.Timeout},
 	}
 	var outcome *drillOutcome

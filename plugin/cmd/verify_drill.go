@@ -80,7 +80,7 @@ func (o *VerifyOptions) runDrill(ctx context.Context, v *verify.Verifier) (*dril
 	if !o.Yes {
 		if err := confirm(o.In, o.ErrOut, fmt.Sprintf(
 			"This deletes every kube-apiserver pod at once; %d control-plane nodes (%s) hold a checkpoint to take over.",
-			len(ready), strings.Join(ready, ", "))); err != nil {
+			len(ready), strings.Join(ready, ", ")), "the drill"); err != nil {
 			return nil, err
 		}
 	}
@@ -122,15 +122,16 @@ func (o *VerifyOptions) writeReport(d *drillOutcome) error {
 	return nil
 }
 
-// confirm asks on a terminal; elsewhere only --yes will do.
-func confirm(in io.Reader, out io.Writer, what string) error {
+// confirm asks on a terminal before the operation named by op (e.g. "the
+// drill"); elsewhere only --yes will do.
+func confirm(in io.Reader, out io.Writer, what, op string) error {
 	if !isTerminal(in) {
-		return fmt.Errorf("%s Pass --yes to run the drill without a prompt", what)
+		return fmt.Errorf("%s Pass --yes to run %s without a prompt", what, op)
 	}
 	fmt.Fprintf(out, "%s\nType yes to go on: ", what)
 	answer, _ := bufio.NewReader(in).ReadString('\n')
 	if strings.TrimSpace(answer) != "yes" {
-		return fmt.Errorf("drill cancelled; nothing was changed")
+		return fmt.Errorf("%s cancelled; nothing was changed", op)
 	}
 	return nil
 }

@@ -37,7 +37,7 @@ func TestVerifyDrillFlagsAreCheckedFirst(t *testing.T) {
 
 // Off a terminal the drill runs only with --yes, and a refusal deletes nothing.
 func TestVerifyDrillAsksOrNeedsYes(t *testing.T) {
-	if err := confirm(strings.NewReader("yes\n"), &strings.Builder{}, "This deletes every kube-apiserver pod."); err == nil ||
+	if err := confirm(strings.NewReader("yes\n"), &strings.Builder{}, "This deletes every kube-apiserver pod.", "the drill"); err == nil ||
 		!strings.Contains(err.Error(), "Pass --yes to run the drill without a prompt") {
 		t.Errorf("a pipe answered the prompt: %v", err)
 	}
