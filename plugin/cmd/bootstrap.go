@@ -45,7 +45,9 @@ place, through the API:
      /etc/kubernetes/selfhost-backup/, one node at a time;
   3. kube-controller-manager and kube-scheduler as Deployments with
      PodDisruptionBudgets, the same way;
-  4. kube-proxy and CoreDNS adopted, flannel (when no CNI runs), metrics-server.
+  4. kube-proxy and CoreDNS adopted, flannel (when no CNI runs), metrics-server;
+  5. the recovery record: a copy of the kube-apiserver and pod-checkpointer
+     DaemonSets in ConfigMap kube-system/selfhost-recovery, for recover.
 etcd stays a static pod. Preflight checks run before anything changes. Every
 step knows whether it is already done: rerunning is safe and resumes an
 interrupted run.`,

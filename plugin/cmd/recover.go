@@ -158,10 +158,10 @@ func (o *RecoverOptions) Run(ctx context.Context) error {
 	if err := recovery.Run(ctx, rc); err != nil {
 		return fmt.Errorf("%w; run recover again to resume", err)
 	}
-	fmt.Fprintf(o.Out, "Wrote, and removed again, %d credential files and %d static pods in %s.\n", len(names), len(rc.Manifests()), o.Recovery.PodManifestDir)
+	fmt.Fprintf(o.Out, "Wrote, and removed again, %d static pods in %s and %d credential files in %s.\n", len(rc.Manifests()), o.Recovery.PodManifestDir, len(names), o.Recovery.Dir)
 	fmt.Fprintf(o.Out, "The self-hosted API server is back on %s (%s).\n", o.Recovery.NodeName, time.Since(start).Round(time.Second))
 	if stuck := rc.NotReadyControlPlane(ctx); len(stuck) > 0 {
-		fmt.Fprintf(o.Out, "Control-plane nodes %s are NotReady: a kubelet that talks only to the API server on its own node (kubeadm's ControlPlaneKubeletLocalMode) needs recover run on that node too.\n", strings.Join(stuck, ", "))
+		fmt.Fprintf(o.Out, "Still NotReady: %s. A kubelet that talks only to the API server on its own node (kubeadm's ControlPlaneKubeletLocalMode) needs recover run on its node too.\n", strings.Join(stuck, ", "))
 		return nil
 	}
 	fmt.Fprintln(o.Out, "Check the cluster with: kubectl selfhost verify")
