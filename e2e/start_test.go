@@ -15,8 +15,8 @@ import (
 	"sigs.k8s.io/e2e-framework/pkg/types"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/e2e/barenode"
-	"github.com/kubectl-selfhost/kubectl-selfhost/internal/start"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/start"
 )
 
 // startCluster is TestStart's cluster: 3 control-plane nodes and a worker,
