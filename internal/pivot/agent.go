@@ -267,8 +267,7 @@ func swapStaticScript(swaps []staticSwap) string {
 	var check, stage, stop, oldPods, install []string
 	findAPIServer, port := "", int32(0)
 	for _, w := range swaps {
-		check = append(check, fmt.Sprintf(`echo "%[2]x  /payload/%[1]s" | sha256sum -c - >/dev/null 2>&1 || { echo "/payload/%[1]s is not what the plugin sent"; exit 1; }`,
-			w.file, sha256.Sum256([]byte(w.content))))
+		check = append(check, payloadCheckScript(w.file, w.content))
 		stage = append(stage, fmt.Sprintf(`[ -f %[2]s/%[1]s ] || [ ! -f %[4]s/%[1]s ] || cp %[4]s/%[1]s %[2]s/%[1]s
 cp /payload/%[1]s %[3]s/%[1]s.next
 chmod 600 %[3]s/%[1]s.next`, w.file, BackupDir, stagingDir, ManifestDir))
@@ -313,6 +312,13 @@ while grep -qsE 'pod(%s)' /proc/[0-9]*/cgroup && [ $i -lt %d ]; do sleep 0.2; i=
 sleep %d`, strings.Join(oldPods, "|"), int(swapWait/(200*time.Millisecond)), int(kubeletSettle.Seconds())))
 	}
 	return strings.Join(append(steps, strings.Join(install, "\n")), "\n")
+}
+
+// payloadCheckScript stops an agent's script unless /payload/<file> is
+// content, by its sha256 sum.
+func payloadCheckScript(file, content string) string {
+	return fmt.Sprintf(`echo "%[2]x  /payload/%[1]s" | sha256sum -c - >/dev/null 2>&1 || { echo "/payload/%[1]s is not what the plugin sent"; exit 1; }`,
+		file, sha256.Sum256([]byte(content)))
 }
 
 // removeStaticScript moves the static manifest out of the kubelet's sight.

@@ -74,6 +74,13 @@ func StaticFromTemplate(component string, t *corev1.PodTemplateSpec, nodeIP stri
 	return pod, nil
 }
 
+// mountPathOf gives each Secret volume of the template the host directory
+// revert writes it back to: where the container mounts it.
+func mountPathOf(t *corev1.PodTemplateSpec) func(corev1.Volume) string {
+	mounts := secretMounts(t)
+	return func(v corev1.Volume) string { return mounts[v.Name] }
+}
+
 // secretMounts maps each Secret volume of the container to where it mounts.
 func secretMounts(t *corev1.PodTemplateSpec) map[string]string {
 	out := map[string]string{}

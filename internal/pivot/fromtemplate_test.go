@@ -22,8 +22,7 @@ func TestStaticFromTemplateRevertsTheSelfHostedTemplate(t *testing.T) {
 		t.Fatal(err)
 	}
 	tmpl.Spec.Affinity = &corev1.Affinity{} // revert's own hold on the DaemonSet
-	mounts := secretMounts(&tmpl)
-	static, err := StaticFromTemplate("kube-apiserver", &tmpl, "172.18.0.4", func(v corev1.Volume) string { return mounts[v.Name] })
+	static, err := StaticFromTemplate("kube-apiserver", &tmpl, "172.18.0.4", mountPathOf(&tmpl))
 	if err != nil {
 		t.Fatal(err)
 	}

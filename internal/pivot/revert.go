@@ -2,12 +2,11 @@ package pivot
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
-	"path"
 	"sort"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -56,7 +55,7 @@ func (*holdAPIServerPods) Done(ctx context.Context, c *Context) (bool, error) {
 		return false, err
 	}
 	a := ds.Spec.Template.Spec.Affinity
-	held := ds.Spec.UpdateStrategy.Type == "OnDelete" && a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil
+	held := ds.Spec.UpdateStrategy.Type == appsv1.OnDeleteDaemonSetStrategyType && a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil
 	return held, nil
 }
 
@@ -105,7 +104,7 @@ func (a *restoreStatic) Execute(ctx context.Context, c *Context) error {
 				return err
 			}
 		}
-		static, err := StaticFromTemplate(comp, tmpl, ip, func(v corev1.Volume) string { return secretMounts(tmpl)[v.Name] })
+		static, err := StaticFromTemplate(comp, tmpl, ip, mountPathOf(tmpl))
 		if err != nil {
 			return err
 		}
@@ -115,11 +114,10 @@ func (a *restoreStatic) Execute(ctx context.Context, c *Context) error {
 		}
 		file := comp + ".yaml"
 		job.Payload[file] = manifest
-		install = append(install, fmt.Sprintf(`echo "%[2]x  /payload/%[1]s" | sha256sum -c - >/dev/null 2>&1 || { echo "/payload/%[1]s is not what the plugin sent"; exit 1; }
-cp /payload/%[1]s %[3]s/%[1]s.next
-chmod 600 %[3]s/%[1]s.next
-mv %[3]s/%[1]s.next %[4]s/%[1]s
-echo "wrote %[4]s/%[1]s"`, file, sha256.Sum256([]byte(manifest)), stagingDir, ManifestDir))
+		install = append(install, payloadCheckScript(file, manifest)+"\n"+fmt.Sprintf(`cp /payload/%[1]s %[2]s/%[1]s.next
+chmod 600 %[2]s/%[1]s.next
+mv %[2]s/%[1]s.next %[3]s/%[1]s
+echo "wrote %[3]s/%[1]s"`, file, stagingDir, ManifestDir))
 	}
 	job.Script = "mkdir -p " + stagingDir + "\n" + strings.Join(install, "\n")
 	if _, err := runAgent(ctx, c, job); err != nil {
@@ -160,12 +158,13 @@ func selfHostedTemplate(ctx context.Context, c *Context, component string) (*cor
 // (bootstrap --certs hostpath) reads the node's files already.
 func restoreCredentials(ctx context.Context, c *Context, node string, t *corev1.PodTemplateSpec) error {
 	var items []corev1.KeyToPath
+	mounts := secretMounts(t)
 	for _, v := range t.Spec.Volumes {
 		if v.Secret == nil {
 			continue
 		}
-		if v.Secret.SecretName != APIServerSecret || secretMounts(t)[v.Name] != kubeadmPKI {
-			return fmt.Errorf("the API server mounts Secret %s at %s; revert restores only Secret %s at kubeadm's %s", v.Secret.SecretName, secretMounts(t)[v.Name], APIServerSecret, kubeadmPKI)
+		if at := mounts[v.Name]; v.Secret.SecretName != APIServerSecret || at != kubeadmPKI {
+			return fmt.Errorf("the API server mounts Secret %s at %s; revert restores only Secret %s at kubeadm's %s", v.Secret.SecretName, at, APIServerSecret, kubeadmPKI)
 		}
 		items = v.Secret.Items
 	}
@@ -466,7 +465,7 @@ func RevertPreflight(ctx context.Context, c *Context) (string, error) {
 			return "", err
 		}
 		hosted++
-		if _, err := StaticFromTemplate(comp, t, "127.0.0.1", func(v corev1.Volume) string { return path.Clean(secretMounts(t)[v.Name]) }); err != nil {
+		if _, err := StaticFromTemplate(comp, t, "127.0.0.1", mountPathOf(t)); err != nil {
 			return "", err
 		}
 	}

@@ -59,7 +59,9 @@ type Context struct {
 	// began is when this run started: DaemonSet pods older than that were
 	// created while this node's kubelet reached no API server.
 	began time.Time
-	step  *progress.Step
+	// probed, answered and serving are AtStart's answer.
+	probed, answered, serving bool
+	step                      *progress.Step
 }
 
 // NewContext renders the static manifests once.
@@ -121,9 +123,25 @@ func (c *Context) OursOnDisk() (bool, error) {
 	return ours, nil
 }
 
-// Settled reports, within a short time, whether recover has nothing left
-// to do on this host: no static API server of its own, no copies, and the
-// self-hosted API server Ready and checkpointed here.
+// AtStart is what the API said before this run wrote anything: whether it
+// answered, and whether this node's self-hosted API server was Ready and
+// checkpointed. It is asked once per run: nothing it depends on changes
+// until the run writes, and a silent API costs a timeout each time.
+func (c *Context) AtStart(ctx context.Context) (answered, serving bool) {
+	if !c.probed {
+		c.probed = true
+		if c.answered = c.Answers(ctx); c.answered {
+			ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			c.serving = selfHostedHere(ctx, c) == ""
+		}
+	}
+	return c.answered, c.serving
+}
+
+// Settled reports whether recover has nothing left to do on this host: no
+// static pod of its own, no copies, and the self-hosted API server Ready
+// and checkpointed here when the run began.
 func (c *Context) Settled(ctx context.Context) bool {
 	if ours, err := c.OursOnDisk(); ours || err != nil {
 		return false
@@ -131,9 +149,8 @@ func (c *Context) Settled(ctx context.Context) bool {
 	if _, err := os.Stat(c.Options.Dir); !os.IsNotExist(err) {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	return selfHostedHere(ctx, c) == ""
+	_, serving := c.AtStart(ctx)
+	return serving
 }
 
 // writeVolumeCopies writes the Secrets and ConfigMaps the static pods

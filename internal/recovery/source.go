@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pivot"
@@ -42,18 +43,20 @@ type Source struct {
 func Read(ctx context.Context, e *Etcd, prefix string) (*Source, error) {
 	s := &Source{Static: map[string]*corev1.PodTemplateSpec{}, From: map[string]string{}, Volumes: map[string]map[string]map[string][]byte{}}
 	key := func(resource, name string) string { return path.Join(prefix, resource, kube.Namespace, name) }
-	// get hands the value at resource/name to into, and says whether there was one.
-	get := func(resource, name string, into func([]byte) error) (bool, error) {
-		value, ok, err := e.Get(ctx, key(resource, name))
+	// get decodes the object stored for resource/name into obj, and says
+	// whether there was one.
+	get := func(resource, name string, obj runtime.Object) (bool, error) {
+		k := key(resource, name)
+		value, ok, err := e.Get(ctx, k)
 		if err != nil || !ok {
 			return false, err
 		}
-		return true, into(value)
+		return true, decode(k, value, obj)
 	}
 
 	var recorded map[string]*appsv1.DaemonSet
 	cm := &corev1.ConfigMap{}
-	if ok, err := get("configmaps", record.Name, func(v []byte) error { return decode(key("configmaps", record.Name), v, cm) }); err != nil {
+	if ok, err := get("configmaps", record.Name, cm); err != nil {
 		return nil, err
 	} else if ok {
 		if recorded, err = record.Decode(cm); err != nil {
@@ -63,7 +66,7 @@ func Read(ctx context.Context, e *Etcd, prefix string) (*Source, error) {
 	}
 	for _, name := range record.DaemonSets {
 		ds := &appsv1.DaemonSet{}
-		ok, err := get("daemonsets", name, func(v []byte) error { return decode(key("daemonsets", name), v, ds) })
+		ok, err := get("daemonsets", name, ds)
 		if err != nil {
 			return nil, err
 		}
@@ -88,7 +91,7 @@ func Read(ctx context.Context, e *Etcd, prefix string) (*Source, error) {
 	s.Static["kube-apiserver"] = &s.APIServer.Spec.Template
 	const kcm = "kube-controller-manager"
 	d := &appsv1.Deployment{}
-	if ok, err := get("deployments", kcm, func(v []byte) error { return decode(key("deployments", kcm), v, d) }); err != nil {
+	if ok, err := get("deployments", kcm, d); err != nil {
 		return nil, err
 	} else if ok {
 		s.Static[kcm] = &d.Spec.Template
@@ -104,7 +107,7 @@ func Read(ctx context.Context, e *Etcd, prefix string) (*Source, error) {
 }
 
 // readVolumes reads the Secrets and ConfigMaps component mounts.
-func (s *Source) readVolumes(component string, get func(string, string, func([]byte) error) (bool, error), key func(string, string) string) error {
+func (s *Source) readVolumes(component string, get func(string, string, runtime.Object) (bool, error), key func(string, string) string) error {
 	s.Volumes[component] = map[string]map[string][]byte{}
 	for _, v := range s.Static[component].Spec.Volumes {
 		var (
@@ -125,11 +128,11 @@ func (s *Source) readVolumes(component string, get func(string, string, func([]b
 		var err error
 		if resource == "secrets" {
 			secret := &corev1.Secret{}
-			ok, err = get(resource, name, func(v []byte) error { return decode(k, v, secret) })
+			ok, err = get(resource, name, secret)
 			data = secret.Data
 		} else {
 			cm := &corev1.ConfigMap{}
-			ok, err = get(resource, name, func(v []byte) error { return decode(k, v, cm) })
+			ok, err = get(resource, name, cm)
 			for key, v := range cm.Data {
 				data[key] = []byte(v)
 			}

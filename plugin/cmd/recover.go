@@ -193,7 +193,7 @@ func (o *RecoverOptions) preflight(ctx context.Context, status *progress.Status)
 	if err != nil || ours {
 		return rc, false, err // a recover to resume
 	}
-	if !rc.Answers(ctx) {
+	if answered, _ := rc.AtStart(ctx); !answered {
 		return rc, false, nil
 	}
 	if rc.Settled(ctx) {
