@@ -287,12 +287,12 @@ func (*awaitSelfHosted) Done(ctx context.Context, c *Context) (bool, error) {
 }
 
 func (*awaitSelfHosted) Execute(ctx context.Context, c *Context) error {
-	c.Waiting("the kubelet on %s to reach the API again (node Ready)", c.Options.NodeName)
+	c.Waiting("the kubelet on %s to reach the API again (its lease renewed)", c.Options.NodeName)
 	if err := wait.PollUntilContextCancel(ctx, pollInterval, true, func(ctx context.Context) (bool, error) {
-		ready, err := c.NodeReady(ctx)
+		ready, err := c.KubeletReachesAPI(ctx)
 		return err == nil && ready, nil
 	}); err != nil {
-		return fmt.Errorf("node %s did not become Ready: %w", c.Options.NodeName, err)
+		return fmt.Errorf("the kubelet on %s did not renew its lease: %w", c.Options.NodeName, err)
 	}
 	c.replaceStalePods(ctx)
 	return wait.PollUntilContextCancel(ctx, pollInterval, true, func(ctx context.Context) (bool, error) {
@@ -370,14 +370,20 @@ func (*removeStaticPods) Execute(ctx context.Context, c *Context) error {
 	return os.RemoveAll(c.Options.Dir)
 }
 
-// NodeReady reports this node's Ready condition.
-func (c *Context) NodeReady(ctx context.Context) (bool, error) {
-	n, err := c.Client.CoreV1().Nodes().Get(ctx, c.Options.NodeName, metav1.GetOptions{})
+// KubeletReachesAPI reports whether this node's kubelet renewed its lease
+// within leaseFresh. Its Ready condition cannot tell: after an outage that
+// took the controller manager down too, it still says Ready from before.
+func (c *Context) KubeletReachesAPI(ctx context.Context) (bool, error) {
+	l, err := c.Client.CoordinationV1().Leases("kube-node-lease").Get(ctx, c.Options.NodeName, metav1.GetOptions{})
 	if err != nil {
-		return false, fmt.Errorf("cannot read node %s: %w", c.Options.NodeName, err)
+		return false, fmt.Errorf("cannot read the lease of node %s: %w", c.Options.NodeName, err)
 	}
-	return kube.NodeReady(n), nil
+	return l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) < leaseFresh, nil
 }
+
+// leaseFresh is kube-controller-manager's default --node-monitor-grace-period:
+// a kubelet renews its lease every 10 s.
+const leaseFresh = 40 * time.Second
 
 // NotReadyControlPlane names the control-plane nodes that are not Ready, if
 // the API says.

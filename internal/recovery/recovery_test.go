@@ -16,6 +16,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -229,5 +230,23 @@ func TestReplaceStalePods(t *testing.T) {
 	slices.Sort(names)
 	if want := []string{"flannel-stale", "kube-apiserver-new", "kube-apiserver-other-node", "kube-apiserver-ready"}; !slices.Equal(names, want) {
 		t.Errorf("pods left %v, want %v", names, want)
+	}
+}
+
+// A node's Ready condition outlives an outage that took the controller
+// manager down too; its kubelet's lease says whether it reaches an API server.
+func TestKubeletReachesAPIByItsLease(t *testing.T) {
+	lease := func(renewed time.Time) *coordinationv1.Lease {
+		return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "cp2", Namespace: "kube-node-lease"}, Spec: coordinationv1.LeaseSpec{RenewTime: &metav1.MicroTime{Time: renewed}}}
+	}
+	ready := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "cp2"}, Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}}
+	for _, tc := range []struct {
+		renewed time.Time
+		want    bool
+	}{{time.Now().Add(-5 * time.Second), true}, {time.Now().Add(-2 * time.Minute), false}} {
+		c := &Context{Options: Options{NodeName: "cp2"}, Client: fake.NewClientset(ready, lease(tc.renewed))}
+		if got, err := c.KubeletReachesAPI(context.Background()); got != tc.want || err != nil {
+			t.Errorf("lease renewed %s ago, node Ready: got %v %v, want %v", time.Since(tc.renewed).Round(time.Second), got, err, tc.want)
+		}
 	}
 }

@@ -199,10 +199,10 @@ func (o *RecoverOptions) preflight(ctx context.Context, status *progress.Status)
 	if rc.Settled(ctx) {
 		return rc, true, nil
 	}
-	if ready, err := rc.NodeReady(ctx); err != nil || !ready {
+	if reaches, err := rc.KubeletReachesAPI(ctx); err != nil || !reaches {
 		// Its kubelet reaches no API server: with kubeadm's local mode it
 		// talks only to the one on its own node.
 		return rc, false, err
 	}
-	return nil, false, errors.New("the API answers and this node is Ready: recover is for a node whose kubelet reaches no API server; run kubectl selfhost verify to see what is wrong, and kubectl selfhost bootstrap to repair it")
+	return nil, false, errors.New("the API answers and this node's kubelet reaches it: recover is for a node whose kubelet reaches no API server; run kubectl selfhost verify to see what is wrong, and kubectl selfhost bootstrap to repair it")
 }
