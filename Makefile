@@ -33,6 +33,9 @@ lint: ## gofmt, go vet, go.mod tidiness and shellcheck on every script
 
 E2E_NODE_IMAGE ?= kindest/node:v1.37.2
 export E2E_NODE_IMAGE
+# The version TestStart boots and upgrades from (its node image is kindest/node:<it>).
+E2E_UPGRADE_FROM ?= v1.36.3
+export E2E_UPGRADE_FROM
 # Extra go test flags for the suite, e.g. E2E_FLAGS='-run TestSmoke'.
 E2E_FLAGS ?=
 

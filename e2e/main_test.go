@@ -5,6 +5,7 @@
 // Environment:
 //
 //	E2E_NODE_IMAGE  kind node image (default kindest/node:v1.37.2)
+//	E2E_UPGRADE_FROM  the version TestStart boots and upgrades from (default v1.36.3; node image kindest/node:<it>)
 //	E2E_KIND        kind binary (default ../bin/kind)
 //	E2E_KEEP=1      keep the cluster afterwards (delete it with `kind delete cluster --name selfhost-e2e`)
 //
@@ -109,8 +110,8 @@ func getenv(key, def string) string {
 	return def
 }
 
-// nodeImage is the node image of both clusters: E2E_NODE_IMAGE, or the
-// one the image factory builds.
+// nodeImage is the kind cluster's node image: E2E_NODE_IMAGE, or the one
+// the image factory builds. TestStart's is upgradeFrom()'s.
 func nodeImage() string { return getenv("E2E_NODE_IMAGE", "kindest/node:"+images.KubernetesVersion) }
 
 // keepClusters reports whether E2E_KEEP=1 asks to keep the clusters.

@@ -300,7 +300,13 @@ func stepLines(out string) string {
 // killBootstrapAfter starts bootstrap and SIGKILLs it once marker is printed.
 func killBootstrapAfter(ctx context.Context, t *testing.T, cfg *envconf.Config, marker string) {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, pluginPath(), "bootstrap", "--metrics-kubelet-insecure-tls", "--kubeconfig", cfg.KubeconfigFile())
+	killSelfhostAfter(ctx, t, cfg, marker, "bootstrap", "--metrics-kubelet-insecure-tls")
+}
+
+// killSelfhostAfter runs the plugin with args and SIGKILLs it once marker is printed.
+func killSelfhostAfter(ctx context.Context, t *testing.T, cfg *envconf.Config, marker string, args ...string) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, pluginPath(), append(args, "--kubeconfig", cfg.KubeconfigFile())...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -316,12 +322,12 @@ func killBootstrapAfter(ctx context.Context, t *testing.T, cfg *envconf.Config, 
 		if strings.Contains(scanner.Text(), marker) {
 			cmd.Process.Signal(syscall.SIGKILL)
 			cmd.Wait()
-			t.Logf("killed bootstrap with SIGKILL after %q; its steps:\n%s", marker, stepLines(log.String()))
+			t.Logf("killed %s with SIGKILL after %q; its steps:\n%s", args[0], marker, stepLines(log.String()))
 			return
 		}
 	}
 	err = cmd.Wait()
-	t.Fatalf("bootstrap ended (%v) before %q:\n%s", err, marker, log.String())
+	t.Fatalf("%s ended (%v) before %q:\n%s", args[0], err, marker, log.String())
 }
 
 // mustVerify fails the test unless `kubectl selfhost verify` passes within

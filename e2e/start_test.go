@@ -20,12 +20,12 @@ import (
 )
 
 // startCluster is TestStart's cluster: 3 control-plane nodes and a worker,
-// without kubeadm. The node image and version are parameters, so that an
-// upgrade test can start it a minor version below the default.
+// without kubeadm. It starts at upgradeFrom(), a minor below the default,
+// so that the upgrade has somewhere to go.
 const startCluster = "selfhost-start"
 
 func newStartCluster() *barenode.Cluster {
-	return barenode.New(startCluster, nodeImage(), 3, 1)
+	return barenode.New(startCluster, "kindest/node:"+upgradeFrom(), 3, 1)
 }
 
 // startClusterKey holds, in the context, the bare cluster TestStart runs on.

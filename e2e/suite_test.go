@@ -101,7 +101,7 @@ func TestStart(t *testing.T) {
 			Setup(makeRoomForStart).
 			Setup(onBare(func(c *barenode.Cluster) types.EnvFunc { return c.Create() })).
 			Setup(onBare(func(c *barenode.Cluster) types.EnvFunc {
-				return c.Render(pluginPath(), "--metrics-kubelet-insecure-tls", "--dns-off-control-plane")
+				return c.Render(pluginPath(), "--metrics-kubelet-insecure-tls", "--dns-off-control-plane", "--kubernetes-version", upgradeFrom())
 			})).
 			Setup(onBare(func(c *barenode.Cluster) types.EnvFunc { return c.LoadImages(kindPath(), extraImages()...) })).
 			Setup(onBare(func(c *barenode.Cluster) types.EnvFunc { return c.InstallAssets() })).
@@ -111,6 +111,10 @@ func TestStart(t *testing.T) {
 			Assess("a rerun of start changes nothing", startRerunIsNoOp).
 			Assess("no kubeadm anywhere, no bootstrap pod or credential left, every node Ready", noKubeadmAnywhere).
 			Assess("pod network, DNS and services", smokeOnBare).
+			Assess("upgrade to the default version, killed and resumed, with no failed request", upgradeControlPlane).
+			Assess("a rerun of upgrade changes nothing", upgradeRerunIsNoOp).
+			Assess("a day-2 flag lands on every API server and in every checkpoint", setFlagEverywhere).
+			Assess("a flag the API server refuses is rolled back; no checkpoint holds it", rollBackBadFlag).
 			Assess("every API server pod deleted by verify --drill apiserver", deleteEveryAPIServerPod).
 			Assess("every control-plane node restarted at once", restartEveryControlPlaneNode).
 			Assess("the canaries are byte-identical", checkCanaries).

@@ -38,6 +38,12 @@ mkdir -p "$OUT/bin" "$OUT/ctx" "$OUT/cache"
 # Upstream names (IMG_APISERVER=..., KUBERNETES_VERSION=...), from internal/images.
 eval "$(cd "$ROOT" && "$GO" run ./hack/images/names)"
 K8S=$KUBERNETES_VERSION
+# The version the upgrade scenario starts from: one minor below, built from its
+# own wrapper module, src/kubernetes-<minor>.
+UPGRADE_FROM=${E2E_UPGRADE_FROM:-v1.36.3}
+UPGRADE_SRC=kubernetes-${UPGRADE_FROM%.*}
+grep -q "k8s.io/kubernetes $UPGRADE_FROM\$" "$SRC/$UPGRADE_SRC/go.mod" 2>/dev/null \
+  || { echo "build.sh: $SRC/$UPGRADE_SRC/go.mod does not require k8s.io/kubernetes $UPGRADE_FROM" >&2; exit 1; }
 
 # Packages of the node (kind's base Dockerfile list, minus storage extras, plus
 # Debian's runc and CNI plugins) and of the userland base the workload images share.
@@ -61,15 +67,16 @@ hash_inputs() {
 
 image_hash() { docker image inspect -f "{{index .Config.Labels \"$LABEL\"}}" "$1" 2>/dev/null || true; }
 
-# step NAME HASH FUNC: runs FUNC unless image NAME already carries HASH.
+# step NAME HASH FUNC [ARG...]: runs FUNC NAME HASH ARG... unless image NAME already carries HASH.
 step() {
   local name=$1 hash=$2 fn=$3 t0=$SECONDS
+  shift 3
   if [ "$(image_hash "$name")" = "$hash" ]; then
     log "fresh  $name"
     return
   fi
   log "build  $name"
-  "$fn" "$name" "$hash"
+  "$fn" "$name" "$hash" "$@"
   [ "$(image_hash "$name")" = "$hash" ] || die "$name was built without label $LABEL=$hash"
   log "built  $name in $((SECONDS - t0))s"
 }
@@ -98,27 +105,31 @@ gobuild() { # gobuild WRAPPER OUTPUT_DIR GO_BUILD_ARGS...
   log "go build ($w) done in $((SECONDS - t0))s"
 }
 
-k8s_ldflags() {
-  local ld="-s -w" p minor=${K8S#v1.}
+k8s_ldflags() { # k8s_ldflags VERSION
+  local ld="-s -w" p minor=${1#v1.}
   minor=${minor%%.*}
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld+=" -X $p.gitVersion=$K8S -X $p.gitMajor=1 -X $p.gitMinor=$minor"
+    ld+=" -X $p.gitVersion=$1 -X $p.gitMajor=1 -X $p.gitMinor=$minor"
     ld+=" -X $p.gitCommit=0000000000000000000000000000000000000000 -X $p.gitTreeState=clean"
     ld+=" -X $p.buildDate=2026-01-01T00:00:00Z"
   done
   echo "$ld"
 }
 
+# bin_kubernetes VERSION: the binaries of VERSION in $OUT/bin/<its wrapper>;
+# agnhost only from the default version's.
 bin_kubernetes() {
-  [ -n "${BUILT[kubernetes]:-}" ] && return
-  local p pkgs=()
+  local w=kubernetes p pkgs=()
+  [ "$1" = "$K8S" ] || w=$UPGRADE_SRC
+  [ -n "${BUILT[$w]:-}" ] && return
   for p in kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do
     pkgs+=("k8s.io/kubernetes/cmd/$p")
   done
-  gobuild kubernetes "$OUT/bin/kubernetes" -ldflags "$(k8s_ldflags)" -o "$OUT/bin/kubernetes/" \
-    "${pkgs[@]}" k8s.io/kubernetes/test/images/agnhost
-  BUILT[kubernetes]=1
+  [ "$w" = kubernetes ] && pkgs+=(k8s.io/kubernetes/test/images/agnhost)
+  gobuild "$w" "$OUT/bin/$w" -ldflags "$(k8s_ldflags "$1")" -o "$OUT/bin/$w/" "${pkgs[@]}"
+  BUILT[$w]=1
 }
+k8s_bin() { if [ "$1" = "$K8S" ]; then echo "$OUT/bin/kubernetes"; else echo "$OUT/bin/$UPGRADE_SRC"; fi; }
 
 bin_containerd() {
   [ -n "${BUILT[containerd]:-}" ] && return
@@ -190,17 +201,18 @@ simple_image() {
 
 # ---- component images ----
 
+# The Kubernetes images take their version from their tag.
 build_kube_static() { # apiserver, controller-manager, scheduler
   local bin=${1#registry.k8s.io/}
-  bin_kubernetes
-  simple_image "$1" "$2" "$STATIC_IMAGE" "$OUT/bin/kubernetes/${bin%%:*}" "/usr/local/bin/${bin%%:*}"
+  bin_kubernetes "${1##*:}"
+  simple_image "$1" "$2" "$STATIC_IMAGE" "$(k8s_bin "${1##*:}")/${bin%%:*}" "/usr/local/bin/${bin%%:*}"
 }
 build_kube_proxy() {
-  bin_kubernetes
-  simple_image "$1" "$2" "$USERLAND_IMAGE" "$OUT/bin/kubernetes/kube-proxy" /usr/local/bin/kube-proxy
+  bin_kubernetes "${1##*:}"
+  simple_image "$1" "$2" "$USERLAND_IMAGE" "$(k8s_bin "${1##*:}")/kube-proxy" /usr/local/bin/kube-proxy
 }
 build_agnhost() {
-  bin_kubernetes
+  bin_kubernetes "$K8S"
   simple_image "$1" "$2" "$USERLAND_IMAGE" "$OUT/bin/kubernetes/agnhost" /agnhost /agnhost
 }
 build_busybox() { docker tag "$STATIC_IMAGE" "$1" && relabel "$1" "$2"; }
@@ -261,9 +273,9 @@ relabel() {
 # Images imported into the node image, so no node pulls and kind load has little to send.
 PRELOAD=()
 
-build_node() {
-  local name=$1 hash=$2 ctx kindsrc cid
-  bin_kubernetes
+build_node() { # build_node NAME HASH VERSION
+  local name=$1 hash=$2 version=$3 ctx kindsrc cid
+  bin_kubernetes "$version"
   bin_containerd
   ctx=$(fresh_ctx node)
   ln "$(rootfs_tar node "$NODE_PACKAGES")" "$ctx/rootfs.tar"
@@ -277,8 +289,8 @@ build_node() {
   chmod 0755 "$ctx/overlay"/usr/local/bin/* "$ctx/overlay"/kind/bin/*
   cp "$OUT"/bin/containerd/{containerd,ctr,containerd-shim-runc-v2} "$ctx/overlay/usr/local/bin/"
   mkdir -p "$ctx/overlay/usr/bin"
-  cp "$OUT"/bin/kubernetes/{kubeadm,kubelet,kubectl} "$ctx/overlay/usr/bin/"
-  echo "$K8S" >"$ctx/overlay/kind/version"
+  cp "$(k8s_bin "$version")"/{kubeadm,kubelet,kubectl} "$ctx/overlay/usr/bin/"
+  echo "$version" >"$ctx/overlay/kind/version"
   # containerd: this host lacks CAP_SYS_RESOURCE, so sandboxes may not lower
   # oom_score_adj; the sandbox image is the one kubeadm asks for.
   sed -i -e 's/^\(\s*restrict_oom_score_adj\) = .*/\1 = true/' \
@@ -348,7 +360,8 @@ EOF
 fn_hash() { declare -f "$@"; }
 mods() { cat "$SRC/$1/go.mod" "$SRC/$1/go.sum"; }
 GOVERSION=$("$GO" env GOVERSION)
-K8S_IN=$(hash_inputs "$GOVERSION" "$(mods kubernetes)" "$(fn_hash bin_kubernetes gobuild k8s_ldflags)")
+K8S_IN=$(hash_inputs "$GOVERSION" "$(mods kubernetes)" "$(fn_hash bin_kubernetes k8s_bin gobuild k8s_ldflags)")
+FROM_IN=$(hash_inputs "$GOVERSION" "$(mods "$UPGRADE_SRC")" "$(fn_hash bin_kubernetes k8s_bin gobuild k8s_ldflags)")
 
 T0=$SECONDS
 # debootstrap is mostly download: run it beside the Go builds when an image will need it.
@@ -377,10 +390,17 @@ h_static=$(hash_inputs "$(fn_hash build_static)" /bin/busybox)
 step "$STATIC_IMAGE" "$h_static" build_static
 SIMPLE=$(fn_hash simple_image)
 
-for img in "$IMG_APISERVER" "$IMG_CONTROLLERMANAGER" "$IMG_SCHEDULER"; do
-  step "$img" "$(hash_inputs "$K8S_IN" "$h_static" "$SIMPLE" "$(fn_hash build_kube_static)")" build_kube_static
+# The default version's images, then those of the version the upgrade starts from.
+for v in "$K8S" "$UPGRADE_FROM"; do
+  in=$K8S_IN
+  [ "$v" = "$K8S" ] || in=$FROM_IN
+  for img in "${IMG_APISERVER%:*}:$v" "${IMG_CONTROLLERMANAGER%:*}:$v" "${IMG_SCHEDULER%:*}:$v"; do
+    step "$img" "$(hash_inputs "$in" "$h_static" "$SIMPLE" "$(fn_hash build_kube_static)")" build_kube_static
+  done
+  step "${IMG_PROXY%:*}:$v" "$(hash_inputs "$in" "$h_userland" "$SIMPLE" "$(fn_hash build_kube_proxy)")" build_kube_proxy
 done
-step "$IMG_PROXY" "$(hash_inputs "$K8S_IN" "$h_userland" "$SIMPLE" "$(fn_hash build_kube_proxy)")" build_kube_proxy
+FROM_IMAGES=("${IMG_APISERVER%:*}:$UPGRADE_FROM" "${IMG_CONTROLLERMANAGER%:*}:$UPGRADE_FROM" "${IMG_SCHEDULER%:*}:$UPGRADE_FROM"
+  "${IMG_PROXY%:*}:$UPGRADE_FROM")
 step "$IMG_ETCD" "$(hash_inputs "$GOVERSION" "$(mods etcd)" "$h_static" "$SIMPLE" "$(fn_hash build_etcd gobuild)")" build_etcd
 step "$IMG_COREDNS" "$(hash_inputs "$GOVERSION" "$(mods coredns)" "$h_static" "$SIMPLE" "$(fn_hash build_coredns gobuild)")" build_coredns
 step "$IMG_PAUSE" "$(hash_inputs "$(mods kubernetes)" "$(gcc --version | head -1)" "$(fn_hash build_pause)")" build_pause
@@ -395,15 +415,22 @@ step "$BUSYBOX_IMAGE" "$(hash_inputs "$h_static" "$(fn_hash build_busybox relabe
 # suite then has nearly nothing to kind-load.
 PRELOAD=("$IMG_APISERVER" "$IMG_CONTROLLERMANAGER" "$IMG_SCHEDULER" "$IMG_PROXY" "$IMG_ETCD" "$IMG_COREDNS" "$IMG_PAUSE"
   "$IMG_FLANNEL" "$IMG_FLANNELCNI" "$IMG_METRICSSERVER" "$AGNHOST_IMAGE" "$BUSYBOX_IMAGE")
-preload_hashes=$(for img in "${PRELOAD[@]}"; do image_hash "$img"; done)
 kindfiles=$("$GO" env GOMODCACHE)/sigs.k8s.io/kind@$KIND_VERSION/images/base/files
 # Fetched before it is hashed: hashed while absent, the path alone stands in
 # for its files, and the next run, with the files there, rebuilds the node.
 [ -d "$kindfiles" ] || (cd "$ROOT" && "$GO" mod download sigs.k8s.io/kind)
-h_node=$(hash_inputs "$K8S_IN" "$GOVERSION" "$(mods containerd)" "$(fn_hash build_node bin_containerd rootfs_tar)" \
-  "$SUITE" "$MIRROR" "$NODE_PACKAGES" "$KIND_VERSION" "$kindfiles" "$preload_hashes")
+node_hash() { # node_hash K8S_INPUTS IMAGE...
+  local in=$1
+  shift
+  hash_inputs "$in" "$GOVERSION" "$(mods containerd)" "$(fn_hash build_node bin_containerd rootfs_tar)" \
+    "$SUITE" "$MIRROR" "$NODE_PACKAGES" "$KIND_VERSION" "$kindfiles" "$(for img in "$@"; do image_hash "$img"; done)"
+}
 await node
-step "$NODE_IMAGE" "$h_node" build_node
+step "$NODE_IMAGE" "$(node_hash "$K8S_IN" "${PRELOAD[@]}")" build_node "$K8S"
+# The upgrade's node image: its own version's components, the rest, and the
+# default version's components, which the upgrade moves to without a pull.
+PRELOAD+=("${FROM_IMAGES[@]}")
+step "kindest/node:$UPGRADE_FROM" "$(node_hash "$FROM_IN" "${PRELOAD[@]}")" build_node "$UPGRADE_FROM"
 
 [ -x "$HERE/envoy/build.sh" ] || die "$HERE/envoy/build.sh is missing: the load-balancer image cannot be built"
 step "$ENVOY_IMAGE" "$(hash_inputs "$GOVERSION" "$HERE/envoy" "$ROOT/go.mod" "$ROOT/go.sum" "$h_userland" \

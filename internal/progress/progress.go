@@ -64,6 +64,15 @@ func (st *Step) Waiting(format string, args ...any) {
 	st.s.line(" • %s [%s] waiting for %s", st.name, st.elapsed(), msg)
 }
 
+// Note prints a line that stays, such as a failure the step answers by
+// rolling back.
+func (st *Step) Note(format string, args ...any) {
+	if st == nil {
+		return
+	}
+	st.s.final(" ! %s [%s] %s", st.name, st.elapsed(), fmt.Sprintf(format, args...))
+}
+
 // Skip ends a step that had nothing to do.
 func (st *Step) Skip(why string) {
 	st.s.final(" ✓ %s (%s)", st.name, why)
