@@ -20,6 +20,7 @@ import (
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/record"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/ssa"
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/steps"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/verify"
 )
 
 // Annotation on the kube-apiserver DaemonSet holds the request of an
@@ -42,7 +43,13 @@ type Context struct {
 	ControlPlane []string
 
 	step *progress.Step
+	// skew is the API server's clock minus this machine's: pods' times
+	// are the server's, and a laptop's clock may be minutes off.
+	skew time.Duration
 }
+
+// now is the API server's time.
+func (c *Context) now() time.Time { return time.Now().Add(c.skew) }
 
 // Waiting reports what the running step waits on.
 func (c *Context) Waiting(format string, args ...any) { c.step.Waiting(format, args...) }
@@ -61,6 +68,7 @@ func NewContext(ctx context.Context, client kubernetes.Interface, dyn dynamic.In
 	if len(c.ControlPlane) == 0 {
 		return nil, fmt.Errorf("no node is labelled %s", kube.ControlPlaneLabel)
 	}
+	c.skew = time.Until(verify.ServerTime(ctx, client))
 	return c, nil
 }
 

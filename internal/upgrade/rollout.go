@@ -64,11 +64,9 @@ func resting(ds *appsv1.DaemonSet) {
 }
 
 func isResting(ds *appsv1.DaemonSet) bool {
-	want := ds.DeepCopy()
-	resting(want)
-	return ds.Spec.MinReadySeconds == 0 && ds.Spec.UpdateStrategy.Type == want.Spec.UpdateStrategy.Type &&
-		ds.Spec.UpdateStrategy.RollingUpdate != nil &&
-		intOf(ds.Spec.UpdateStrategy.RollingUpdate.MaxSurge) == 0 && intOf(ds.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable) == 1
+	ru := ds.Spec.UpdateStrategy.RollingUpdate
+	return ds.Spec.MinReadySeconds == 0 && ds.Spec.UpdateStrategy.Type == appsv1.RollingUpdateDaemonSetStrategyType &&
+		ru != nil && intOf(ru.MaxSurge) == 0 && intOf(ru.MaxUnavailable) == 1
 }
 
 func intOf(v *intstr.IntOrString) int {
@@ -135,7 +133,7 @@ func awaitAvailable(ctx context.Context, c *Context, w *workload) error {
 		}
 		for _, p := range pods {
 			if since := readySince(&p); !since.IsZero() {
-				if time.Since(since) < surgeMinReady*time.Second {
+				if c.now().Sub(since) < surgeMinReady*time.Second {
 					c.Waiting("%s to have been Ready for %ds, so that the DaemonSet surges one node at a time", p.Name, surgeMinReady)
 					return false, nil
 				}
@@ -178,7 +176,7 @@ func driveSurge(ctx context.Context, c *Context, comp Component) error {
 		if !ok {
 			return false, nil
 		}
-		mv := nextSurgeMove(nodes, time.Now(), c.Timeout, &stuckSince)
+		mv := nextSurgeMove(nodes, c.now(), c.Timeout, &stuckSince)
 		switch mv.kind {
 		case moveDone:
 			// Old pods stop during their grace period while the next

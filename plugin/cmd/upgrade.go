@@ -158,7 +158,8 @@ func (o *UpgradeOptions) preflight(ctx context.Context, c *upgrade.Context) ([]u
 		return nil, "", err
 	}
 	if under != nil && !upgrade.Same(*under, o.request) {
-		return nil, "", fmt.Errorf("another upgrade is under way (%s on DaemonSet kube-apiserver); rerun it with its own flags to finish it first", upgrade.Annotation)
+		return nil, "", fmt.Errorf("another upgrade is under way (annotation %s on DaemonSet kube-system/kube-apiserver): rerun it with its own flags to finish it first, "+
+			"or give it up with: kubectl -n kube-system annotate daemonset kube-apiserver %s-", upgrade.Annotation, upgrade.Annotation)
 	}
 	changes, err := upgrade.Changes(ctx, c)
 	if err != nil {
