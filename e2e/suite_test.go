@@ -93,8 +93,10 @@ func TestRevertAndRecover(t *testing.T) {
 }
 
 // TestStart boots a second cluster with no kubeadm, from render's assets on
-// bare kubelet nodes, as bootkube did, and proves it as the kind one is
-// proven. It runs last: it deletes the kind cluster to make room.
+// bare kubelet nodes, as bootkube did, at upgradeFrom(); upgrades it to the
+// default version, killed and resumed, then with a day-2 flag and a bad
+// one; and proves it as the kind one is proven. It runs last: it deletes
+// the kind cluster to make room.
 func TestStart(t *testing.T) {
 	testenv.Test(t,
 		features.New("start boots a self-hosted cluster from render's assets on bare kubelet nodes").

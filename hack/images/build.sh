@@ -7,7 +7,8 @@
 # code, the wrapper module's go.mod/go.sum, build flags, base images) and is
 # skipped when an image with that hash is already present.
 #
-# Usage: hack/images/build.sh            (E2E_NODE_IMAGE names the node image)
+# Usage: hack/images/build.sh            (E2E_NODE_IMAGE names the node image;
+#        E2E_UPGRADE_FROM the version whose images and kindest/node the upgrade test starts from)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
