@@ -133,11 +133,18 @@ func (daemonSetWorkload) apply(ctx context.Context, c *Context, meta metav1.Obje
 	return ssa.ApplyTyped(ctx, c.Dynamic, &appsv1.DaemonSet{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "DaemonSet"},
 		ObjectMeta: meta,
-		Spec: appsv1.DaemonSetSpec{Selector: selector, Template: tmpl, UpdateStrategy: appsv1.DaemonSetUpdateStrategy{
-			Type:          appsv1.RollingUpdateDaemonSetStrategyType,
-			RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: ptr.To(intOrPercent(1))},
-		}},
+		Spec:       appsv1.DaemonSetSpec{Selector: selector, Template: tmpl, UpdateStrategy: DaemonSetStrategy()},
 	})
+}
+
+// DaemonSetStrategy is how the self-hosted DaemonSets roll out: one node at
+// a time, the old pod first. upgrade surges for its own rollout, then
+// restores this.
+func DaemonSetStrategy() appsv1.DaemonSetUpdateStrategy {
+	return appsv1.DaemonSetUpdateStrategy{
+		Type:          appsv1.RollingUpdateDaemonSetStrategyType,
+		RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: ptr.To(intOrPercent(1))},
+	}
 }
 
 // deploymentWorkload runs one replica per control-plane node, kept apart by

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -267,8 +266,7 @@ func Needs(changes []Change) []Needed {
 		if ch.ImageFrom == ch.ImageTo {
 			continue
 		}
-		i := slices.IndexFunc(Components, func(c Component) bool { return c.Name == ch.Component })
-		switch Components[i].Name {
+		switch ch.Component {
 		case "kube-apiserver", "kube-controller-manager", "kube-scheduler":
 			out = append(out, Needed{Image: ch.ImageTo, ControlPlaneOnly: true})
 		case "kube-proxy":

@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubectl-selfhost/kubectl-selfhost/internal/kube"
+	"github.com/kubectl-selfhost/kubectl-selfhost/internal/pivot"
 	"github.com/kubectl-selfhost/kubectl-selfhost/plugin/checkpoint"
 )
 
@@ -56,17 +57,19 @@ func surging(ds *appsv1.DaemonSet) {
 		RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxSurge: ptr.To(intstr.FromInt32(1)), MaxUnavailable: ptr.To(intstr.FromInt32(0))}}
 }
 
-// resting is the strategy bootstrap and start give it, restored afterwards.
+// resting is the strategy bootstrap gives it, restored afterwards.
 func resting(ds *appsv1.DaemonSet) {
 	ds.Spec.MinReadySeconds = 0
-	ds.Spec.UpdateStrategy = appsv1.DaemonSetUpdateStrategy{Type: appsv1.RollingUpdateDaemonSetStrategyType,
-		RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: ptr.To(intstr.FromInt32(1))}}
+	ds.Spec.UpdateStrategy = pivot.DaemonSetStrategy()
 }
 
+// isResting compares by value: the API server fills in the maxSurge that
+// bootstrap leaves out.
 func isResting(ds *appsv1.DaemonSet) bool {
-	ru := ds.Spec.UpdateStrategy.RollingUpdate
-	return ds.Spec.MinReadySeconds == 0 && ds.Spec.UpdateStrategy.Type == appsv1.RollingUpdateDaemonSetStrategyType &&
-		ru != nil && intOf(ru.MaxSurge) == 0 && intOf(ru.MaxUnavailable) == 1
+	want, have := pivot.DaemonSetStrategy(), ds.Spec.UpdateStrategy
+	return ds.Spec.MinReadySeconds == 0 && have.Type == want.Type && have.RollingUpdate != nil &&
+		intOf(have.RollingUpdate.MaxSurge) == intOf(want.RollingUpdate.MaxSurge) &&
+		intOf(have.RollingUpdate.MaxUnavailable) == intOf(want.RollingUpdate.MaxUnavailable)
 }
 
 func intOf(v *intstr.IntOrString) int {
@@ -127,11 +130,11 @@ func moveTo(ctx context.Context, c *Context, comp Component, tmpl corev1.PodTemp
 // it counts as unavailable, and the upgrade wants one node at a time.
 func awaitAvailable(ctx context.Context, c *Context, w *workload) error {
 	return wait.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
-		pods, err := w.pods(ctx, c)
-		if err != nil {
+		r, err := w.observe(ctx, c)
+		if err != nil || r == nil {
 			return false, nil
 		}
-		for _, p := range pods {
+		for _, p := range r.pods {
 			if since := readySince(&p); !since.IsZero() {
 				if c.now().Sub(since) < surgeMinReady*time.Second {
 					c.Waiting("%s to have been Ready for %ds, so that the DaemonSet surges one node at a time", p.Name, surgeMinReady)
@@ -172,8 +175,8 @@ func driveSurge(ctx context.Context, c *Context, comp Component) error {
 		result     error
 	)
 	err := wait.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
-		nodes, ok := surgeState(ctx, c, comp)
-		if !ok {
+		r, nodes := surgeState(ctx, c, comp)
+		if r == nil {
 			return false, nil
 		}
 		mv := nextSurgeMove(nodes, c.now(), c.Timeout, &stuckSince)
@@ -181,8 +184,8 @@ func driveSurge(ctx context.Context, c *Context, comp Component) error {
 		case moveDone:
 			// Old pods stop during their grace period while the next
 			// nodes surge; the rollout ends when they are gone.
-			if name := stillStopping(ctx, c); name != "" {
-				c.Waiting("%s to stop (its grace period)", name)
+			if len(r.stopping) > 0 {
+				c.Waiting("%s to stop (its grace period)", r.stopping[0].Name)
 				return false, nil
 			}
 			return true, nil
@@ -211,20 +214,6 @@ func driveSurge(ctx context.Context, c *Context, comp Component) error {
 	return result
 }
 
-// stillStopping names an API server pod being deleted, "" when none is.
-func stillStopping(ctx context.Context, c *Context) string {
-	pods, err := c.Client.CoreV1().Pods(kube.Namespace).List(ctx, metav1.ListOptions{LabelSelector: kube.AppSelector("kube-apiserver")})
-	if err != nil {
-		return "the API server pods to be listed"
-	}
-	for _, p := range pods.Items {
-		if p.DeletionTimestamp != nil {
-			return p.Name
-		}
-	}
-	return ""
-}
-
 // surgeNode is what one control-plane node runs of the API server
 // DaemonSet: its pod of the current revision, its pod of an earlier one,
 // and whether the node's pod-checkpointer holds an inactive checkpoint of
@@ -236,30 +225,26 @@ type surgeNode struct {
 	checkpointed bool
 }
 
-// surgeState reads each control-plane node's surgeNode; false while the
-// DaemonSet controller has not caught up with the spec.
-func surgeState(ctx context.Context, c *Context, comp Component) ([]surgeNode, bool) {
+// surgeState reads the DaemonSet's rollout and each control-plane node's
+// surgeNode; a nil rollout while the DaemonSet controller has not caught
+// up with the spec.
+func surgeState(ctx context.Context, c *Context, comp Component) (*rollout, []surgeNode) {
 	w, err := getWorkload(ctx, c, comp)
-	if err != nil || !w.synced() {
-		return nil, false
-	}
-	revs, err := w.revisions(ctx, c)
-	if err != nil || len(revs) == 0 {
-		return nil, false
-	}
-	pods, err := w.pods(ctx, c)
 	if err != nil {
-		return nil, false
+		return nil, nil
 	}
-	cur := revs[len(revs)-1].hash
+	r, err := w.observe(ctx, c)
+	if err != nil || r == nil {
+		return nil, nil
+	}
 	out := make([]surgeNode, len(c.ControlPlane))
 	for i, node := range c.ControlPlane {
 		out[i].name = node
-		for j := range pods {
-			p := &pods[j]
+		for j := range r.pods {
+			p := &r.pods[j]
 			switch {
 			case p.Spec.NodeName != node:
-			case p.Labels[appsv1.ControllerRevisionHashLabelKey] == cur:
+			case r.isCurrent(p):
 				out[i].newPod = p
 			default:
 				out[i].oldPod = p
@@ -270,7 +255,7 @@ func surgeState(ctx context.Context, c *Context, comp Component) ([]surgeNode, b
 			out[i].checkpointed = err == nil && st.HasInactive(np.Name)
 		}
 	}
-	return out, true
+	return r, out
 }
 
 type moveKind int
@@ -352,26 +337,22 @@ func awaitRollout(ctx context.Context, c *Context, comp Component) error {
 		if err != nil {
 			return false, nil
 		}
-		why, err := w.settled(ctx, c)
+		r, err := w.observe(ctx, c)
 		if err != nil {
 			return false, nil
 		}
+		why := w.settledBy(r)
 		if why == "" {
 			return true, nil
 		}
 		c.Waiting("%s: %s", comp.Name, why)
-		revs, err := w.revisions(ctx, c)
-		if err != nil || len(revs) == 0 || !w.synced() {
-			return false, nil
-		}
-		pods, err := w.pods(ctx, c)
-		if err != nil {
+		if r == nil {
 			return false, nil
 		}
 		ready, stuck := 0, (*corev1.Pod)(nil)
-		for i := range pods {
-			p := &pods[i]
-			if p.Labels[w.hashLabel()] != revs[len(revs)-1].hash {
+		for i := range r.pods {
+			p := &r.pods[i]
+			if !r.isCurrent(p) {
 				continue
 			}
 			if kube.PodReady(p) {

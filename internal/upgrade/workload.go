@@ -26,6 +26,7 @@ type workload struct {
 // revision is one entry of a workload's history: a DaemonSet's
 // ControllerRevision or a Deployment's ReplicaSet.
 type revision struct {
+	name     string // the ControllerRevision's or ReplicaSet's
 	number   int64
 	hash     string // the pods' hash label value
 	template corev1.PodTemplateSpec
@@ -126,7 +127,7 @@ func (w *workload) revisions(ctx context.Context, c *Context) ([]revision, error
 			if err := json.Unmarshal(cr.Data.Raw, &patch); err != nil {
 				return nil, fmt.Errorf("cannot read revision %s: %w", cr.Name, err)
 			}
-			out = append(out, revision{number: cr.Revision, hash: cr.Labels[appsv1.ControllerRevisionHashLabelKey], template: patch.Spec.Template})
+			out = append(out, revision{name: cr.Name, number: cr.Revision, hash: cr.Labels[appsv1.ControllerRevisionHashLabelKey], template: patch.Spec.Template})
 		}
 	} else {
 		list, err := c.Client.AppsV1().ReplicaSets(kube.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
@@ -140,7 +141,7 @@ func (w *workload) revisions(ctx context.Context, c *Context) ([]revision, error
 			n, _ := strconv.ParseInt(rs.Annotations["deployment.kubernetes.io/revision"], 10, 64)
 			tmpl := *rs.Spec.Template.DeepCopy()
 			delete(tmpl.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
-			out = append(out, revision{number: n, hash: rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey], template: tmpl})
+			out = append(out, revision{name: rs.Name, number: n, hash: rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey], template: tmpl})
 		}
 	}
 	slices.SortFunc(out, func(a, b revision) int { return int(a.number - b.number) })
@@ -156,8 +157,30 @@ func (w *workload) synced() bool {
 	return w.dep.Status.ObservedGeneration >= w.dep.Generation
 }
 
-// pods lists the workload's pods that are not being deleted.
-func (w *workload) pods(ctx context.Context, c *Context) ([]corev1.Pod, error) {
+// rollout is what a workload runs, read once: the hash of its current
+// revision and the pods its controller owns.
+type rollout struct {
+	current string
+	label   string       // the pods' hash label
+	pods    []corev1.Pod // running, not being deleted
+	// stopping are being deleted and still in their grace period.
+	stopping []corev1.Pod
+}
+
+func (r *rollout) isCurrent(p *corev1.Pod) bool { return p.Labels[r.label] == r.current }
+
+// observe reads the workload's rollout; nil while its controller has not
+// seen the latest spec, so that the last revision is not yet its own. Only
+// pods the workload controls count: a checkpoint's mirror pod carries the
+// same labels but no controller.
+func (w *workload) observe(ctx context.Context, c *Context) (*rollout, error) {
+	if !w.synced() {
+		return nil, nil
+	}
+	revs, err := w.revisions(ctx, c)
+	if err != nil || len(revs) == 0 {
+		return nil, err
+	}
 	sel, err := metav1.LabelSelectorAsSelector(w.selector())
 	if err != nil {
 		return nil, err
@@ -166,53 +189,70 @@ func (w *workload) pods(ctx context.Context, c *Context) ([]corev1.Pod, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot list the pods of %s: %w", w.comp.Name, err)
 	}
-	var out []corev1.Pod
+	r := &rollout{current: revs[len(revs)-1].hash, label: w.hashLabel()}
 	for _, p := range list.Items {
-		if p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
-			out = append(out, p)
+		switch {
+		case !w.controls(&p, revs):
+		case p.DeletionTimestamp != nil:
+			r.stopping = append(r.stopping, p)
+		case p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed:
+			r.pods = append(r.pods, p)
 		}
 	}
-	return out, nil
+	return r, nil
+}
+
+// controls reports whether the workload owns the pod: a DaemonSet's pod
+// directly, a Deployment's through one of its ReplicaSets.
+func (w *workload) controls(p *corev1.Pod, revs []revision) bool {
+	ref := metav1.GetControllerOf(p)
+	if ref == nil {
+		return false
+	}
+	if w.ds != nil {
+		return ref.UID == w.ds.UID
+	}
+	return ref.Kind == "ReplicaSet" && slices.ContainsFunc(revs, func(r revision) bool { return r.name == ref.Name })
 }
 
 // settled says what keeps the workload from running only its current
 // template, Ready, in every place it should: "" when nothing.
 func (w *workload) settled(ctx context.Context, c *Context) (string, error) {
-	if !w.synced() {
-		return "its controller to see the new spec", nil
+	r, err := w.observe(ctx, c)
+	if err != nil {
+		return "", err
+	}
+	return w.settledBy(r), nil
+}
+
+// settledBy is settled for a rollout already observed.
+func (w *workload) settledBy(r *rollout) string {
+	if r == nil {
+		return "its controller to see the new spec"
 	}
 	want := 0
 	if w.ds != nil {
 		st := w.ds.Status
 		want = int(st.DesiredNumberScheduled)
 		if st.UpdatedNumberScheduled != st.DesiredNumberScheduled || st.NumberReady < st.DesiredNumberScheduled {
-			return fmt.Sprintf("%d of %d pods updated, %d Ready", st.UpdatedNumberScheduled, want, st.NumberReady), nil
+			return fmt.Sprintf("%d of %d pods updated, %d Ready", st.UpdatedNumberScheduled, want, st.NumberReady)
 		}
 	} else {
 		st := w.dep.Status
 		want = int(ptrOr(w.dep.Spec.Replicas, 1))
 		if int(st.UpdatedReplicas) != want || int(st.ReadyReplicas) != want || int(st.AvailableReplicas) != want {
-			return fmt.Sprintf("%d of %d replicas updated, %d Ready", st.UpdatedReplicas, want, st.ReadyReplicas), nil
+			return fmt.Sprintf("%d of %d replicas updated, %d Ready", st.UpdatedReplicas, want, st.ReadyReplicas)
 		}
 	}
-	revs, err := w.revisions(ctx, c)
-	if err != nil || len(revs) == 0 {
-		return "its revision history", err
-	}
-	pods, err := w.pods(ctx, c)
-	if err != nil {
-		return "", err
-	}
-	cur := revs[len(revs)-1].hash
-	for _, p := range pods {
-		if p.Labels[w.hashLabel()] != cur {
-			return fmt.Sprintf("pod %s of an earlier revision on %s to go", p.Name, p.Spec.NodeName), nil
+	for _, p := range r.pods {
+		if !r.isCurrent(&p) {
+			return fmt.Sprintf("pod %s of an earlier revision on %s to go", p.Name, p.Spec.NodeName)
 		}
 	}
-	if len(pods) != want {
-		return fmt.Sprintf("%d of %d pods", len(pods), want), nil
+	if len(r.pods) != want {
+		return fmt.Sprintf("%d of %d pods", len(r.pods), want)
 	}
-	return "", nil
+	return ""
 }
 
 func ptrOr[T any](p *T, def T) T {

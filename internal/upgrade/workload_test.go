@@ -3,7 +3,10 @@ package upgrade
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -113,5 +116,67 @@ func TestApplyMetaDropsWhatControllersWrite(t *testing.T) {
 	}})
 	if m.UID != "" || m.ResourceVersion != "" || len(m.Annotations) != 1 || m.Annotations[Annotation] != "{}" {
 		t.Errorf("%+v", m)
+	}
+}
+
+// TestObserveCountsOnlyTheWorkloadsPods: an active checkpoint's mirror
+// pod carries the DaemonSet's labels but no controller, and a deleted pod
+// in its grace period is stopping, not running; neither is an old pod to
+// replace.
+func TestObserveCountsOnlyTheWorkloadsPods(t *testing.T) {
+	labels := map[string]string{"k8s-app": "kube-apiserver"}
+	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "kube-apiserver", Namespace: "kube-system", UID: "ds-uid", Generation: 2},
+		Spec: appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}}, Status: appsv1.DaemonSetStatus{ObservedGeneration: 2}}
+	cr := &appsv1.ControllerRevision{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-apiserver-new", Namespace: "kube-system", OwnerReferences: controlledBy(ds, "DaemonSet"),
+			Labels: map[string]string{"k8s-app": "kube-apiserver", appsv1.ControllerRevisionHashLabelKey: "new"}},
+		Revision: 2, Data: revisionData(t, withImage("apiserver:v1.37.2")),
+	}
+	pod := func(name, hash string, owned, deleting bool) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "kube-system", Labels: map[string]string{"k8s-app": "kube-apiserver"}}}
+		if hash != "" {
+			p.Labels[appsv1.ControllerRevisionHashLabelKey] = hash
+		}
+		if owned {
+			p.OwnerReferences = controlledBy(ds, "DaemonSet")
+		}
+		if deleting {
+			p.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+			p.Finalizers = []string{"test"} // the fake keeps a deleted object only with one
+		}
+		return p
+	}
+	client := fake.NewClientset(ds, cr,
+		pod("kube-apiserver-a", "new", true, false),
+		pod("kube-apiserver-b", "old", true, false),
+		pod("kube-apiserver-c", "old", true, true),
+		pod("kube-apiserver-b-cp2", "", false, false)) // a checkpoint's mirror pod
+	c := &Context{Client: client}
+	w, err := getWorkload(context.Background(), c, Components[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := w.observe(context.Background(), c)
+	if err != nil || r == nil {
+		t.Fatalf("observe: %v %v", r, err)
+	}
+	var running, stopping []string
+	for _, p := range r.pods {
+		running = append(running, fmt.Sprintf("%s current=%v", p.Name, r.isCurrent(&p)))
+	}
+	for _, p := range r.stopping {
+		stopping = append(stopping, p.Name)
+	}
+	if got := strings.Join(running, ", "); got != "kube-apiserver-a current=true, kube-apiserver-b current=false" {
+		t.Errorf("running: %s", got)
+	}
+	if got := strings.Join(stopping, ", "); got != "kube-apiserver-c" {
+		t.Errorf("stopping: %s", got)
+	}
+	ds.Generation = 3 // a spec the controller has not seen yet
+	if w, _ = getWorkload(context.Background(), &Context{Client: fake.NewClientset(ds, cr)}, Components[0]); w != nil {
+		if r, err := w.observe(context.Background(), c); r != nil || err != nil {
+			t.Errorf("observe before the controller caught up: %v %v", r, err)
+		}
 	}
 }
